@@ -1,0 +1,14 @@
+"""ResNeSt (Split-Attention Networks) for MMDetection 3.x and MMSegmentation 1.x.
+
+``import resnest_mm`` (or ``custom_imports=dict(imports=['resnest_mm'])`` in a config)
+registers ``resnest_mm.ResNeSt``; it imports neither mmdet nor mmseg.
+"""
+
+from .models import RadixSoftmax, ResNeSt, ResNeStBottleneck, SplitAttentionConv2d
+from .registry import MODELS
+from .version import __version__
+
+__all__ = [
+    'MODELS', 'RadixSoftmax', 'ResNeSt', 'ResNeStBottleneck', 'SplitAttentionConv2d',
+    '__version__',
+]

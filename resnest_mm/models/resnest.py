@@ -1,0 +1,343 @@
+"""ResNeSt bottleneck and backbone, drop-in compatible with MMDetection and MMSegmentation.
+
+The module tree (and so every ``state_dict`` key) matches ``mmdet.models.backbones.ResNeSt``
+and ``mmseg.models.backbones.ResNeSt``: a deep stem ``stem.{0..8}``, a max pool, and stages
+``layer1..layerN`` of :class:`ResNeStBottleneck` blocks whose shortcut is
+``downsample.{0: AvgPool, 1: conv, 2: norm}``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import torch
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_conv_layer, build_norm_layer
+from mmengine.model import BaseModule, Sequential
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..registry import MODELS
+from .split_attention import SplitAttentionConv2d
+from .validation import check_backbone_args, check_input
+
+
+class ResNeStBottleneck(BaseModule):
+    """Bottleneck block of ResNeSt: 1x1 conv, 3x3 split attention, 1x1 conv, plus shortcut.
+
+    A strided block downsamples with a 3x3 average pool next to the split attention
+    ("avd"), not with a strided convolution.
+
+    Args:
+        in_channels (int): Input channels.
+        planes (int): Base width of the block; it outputs ``planes * 4`` channels.
+        stride (int): Stride of the block. Default: 1.
+        dilation (int): Dilation (and padding) of the 3x3 convolution. Default: 1.
+        downsample (nn.Module | None): Shortcut projection. Default: None (identity).
+        groups (int): Cardinality of the split attention. Default: 1.
+        base_width (int): Width per group when ``groups > 1``. Default: 4.
+        base_channels (int): Reference width for ``base_width``. Default: 64.
+        radix (int): Splits per cardinal group. Default: 2.
+        reduction_factor (int): Squeeze ratio of the attention. Default: 4.
+        avg_down_stride (bool): Downsample with an average pool instead of a strided
+            3x3 convolution. Default: True.
+        avd_first (bool): Put that pool before the split attention instead of after it.
+            Default: False.
+        conv_cfg (dict | None): Convolution config. Default: None.
+        norm_cfg (dict): Norm layer config. Default: ``dict(type='BN')``.
+        with_cp (bool): Recompute the block in backward (gradient checkpointing).
+            Default: False.
+        init_cfg (dict | list[dict] | None): mmengine initialisation config.
+
+    Shape:
+        - Input: ``(B, in_channels, H, W)``
+        - Output: ``(B, planes * 4, ceil(H / stride), ceil(W / stride))``
+    """
+
+    expansion = 4
+
+    def __init__(
+        self,
+        in_channels: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        downsample: nn.Module | None = None,
+        groups: int = 1,
+        base_width: int = 4,
+        base_channels: int = 64,
+        radix: int = 2,
+        reduction_factor: int = 4,
+        avg_down_stride: bool = True,
+        avd_first: bool = False,
+        conv_cfg: dict | None = None,
+        norm_cfg: dict = dict(type='BN'),
+        with_cp: bool = False,
+        init_cfg: dict | list[dict] | None = None,
+    ) -> None:
+        super().__init__(init_cfg)
+        width = planes if groups == 1 else (planes * base_width // base_channels) * groups
+        out_channels = planes * self.expansion
+        self.with_cp = with_cp
+        self.avd_first = avd_first
+        use_avd = avg_down_stride and stride > 1
+
+        self.conv1 = build_conv_layer(conv_cfg, in_channels, width, 1, bias=False)
+        self.norm1_name, norm1 = build_norm_layer(norm_cfg, width, postfix=1)
+        self.add_module(self.norm1_name, norm1)
+        self.conv2 = SplitAttentionConv2d(
+            width, width, kernel_size=3, stride=1 if use_avd else stride, padding=dilation,
+            dilation=dilation, groups=groups, radix=radix, reduction_factor=reduction_factor,
+            conv_cfg=conv_cfg, norm_cfg=norm_cfg)
+        self.avd_layer = nn.AvgPool2d(3, stride, padding=1) if use_avd else None
+        self.conv3 = build_conv_layer(conv_cfg, width, out_channels, 1, bias=False)
+        self.norm3_name, norm3 = build_norm_layer(norm_cfg, out_channels, postfix=3)
+        self.add_module(self.norm3_name, norm3)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = downsample
+
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
+
+    @property
+    def norm3(self) -> nn.Module:
+        return getattr(self, self.norm3_name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.with_cp and x.requires_grad:
+            out = cp.checkpoint(self._residual, x, use_reentrant=False)
+        else:
+            out = self._residual(x)
+        return self.relu(out)
+
+    def _residual(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.norm1(self.conv1(x)))
+        out = self._split_attention(out)
+        out = self.norm3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return out + identity
+
+    def _split_attention(self, x: torch.Tensor) -> torch.Tensor:
+        if self.avd_layer is None:
+            return self.conv2(x)
+        if self.avd_first:
+            return self.conv2(self.avd_layer(x))
+        return self.avd_layer(self.conv2(x))
+
+
+@MODELS.register_module()
+class ResNeSt(BaseModule):
+    """ResNeSt backbone (`Split-Attention Networks <https://arxiv.org/abs/2004.08955>`_).
+
+    Selected in configs as ``type='resnest_mm.ResNeSt'``. For the same arguments its
+    ``state_dict`` and outputs equal MMDetection's and MMSegmentation's ``ResNeSt``.
+
+    Args:
+        depth (int): One of 14, 26, 50, 101, 152, 200, 269 (see ``arch_settings``).
+        in_channels (int): Input image channels. Default: 3.
+        stem_channels (int): Output channels of the deep stem: 64 for S-50, 128 for S-101,
+            S-200 and S-269 (twice the official ``stem_width``). Default: 64.
+        base_channels (int): Width of the first stage. Default: 64.
+        num_stages (int): Number of stages, 1 to 4. Default: 4.
+        strides (Sequence[int]): Stride of the first block of each stage.
+            Default: ``(1, 2, 2, 2)``.
+        dilations (Sequence[int]): Dilation of each stage. Default: ``(1, 1, 1, 1)``.
+        contract_dilation (bool): Halve the dilation of the first block of a dilated stage,
+            as MMSegmentation and the official segmentation models do. Default: False.
+        multi_grid (Sequence[int] | None): Dilation of each block of the last stage,
+            overriding ``dilations[-1]``. Default: None.
+        out_indices (Sequence[int]): Stages whose outputs are returned.
+            Default: ``(0, 1, 2, 3)``.
+        groups (int): Cardinality. Default: 1.
+        base_width (int): Width per group when ``groups > 1``. Default: 4.
+        radix (int): Splits per cardinal group (1: sigmoid gating). Default: 2.
+        reduction_factor (int): Squeeze ratio of the attention. Default: 4.
+        avg_down_stride (bool): Downsample inside blocks with an average pool. Default: True.
+        avd_first (bool): Pool before the split attention rather than after. Default: False.
+        frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem and stages 1..k.
+            Frozen parameters stop receiving gradients and their norm layers stay in eval mode.
+            Default: -1.
+        style (str): Only ``'pytorch'`` (stride on the 3x3 convolution); accepted for
+            compatibility with mm configs. Default: ``'pytorch'``.
+        conv_cfg (dict | None): Convolution config. Default: None.
+        norm_cfg (dict): Norm config (BN, SyncBN, GN, any registered norm).
+            Default: ``dict(type='BN', requires_grad=True)``.
+        norm_eval (bool): Keep every BatchNorm in eval mode during training. Default: False.
+        with_cp (bool): Gradient checkpointing of every block. Default: False.
+        zero_init_residual (bool): Zero-initialise the last norm of each block. Default: True.
+        pretrained (str | None): Deprecated alias of
+            ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``. Default: None.
+        init_cfg (dict | list[dict] | None): mmengine initialisation config. Default: None
+            (Kaiming convolutions, unit norms).
+
+    Shape:
+        - Input: ``(B, in_channels, H, W)``
+        - Output: a tuple with one ``(B, base_channels * 2**i * 4, H_i, W_i)`` tensor per
+          stage ``i`` in ``out_indices``; ``H_i`` is ``H / 4 / prod(strides[:i + 1])``,
+          rounded up at each stride.
+    """
+
+    arch_settings: dict[int, tuple[int, ...]] = {
+        14: (1, 1, 1, 1),
+        26: (2, 2, 2, 2),
+        50: (3, 4, 6, 3),
+        101: (3, 4, 23, 3),
+        152: (3, 8, 36, 3),
+        200: (3, 24, 36, 3),
+        269: (3, 30, 48, 8),
+    }
+    block = ResNeStBottleneck
+
+    def __init__(
+        self,
+        depth: int,
+        in_channels: int = 3,
+        stem_channels: int = 64,
+        base_channels: int = 64,
+        num_stages: int = 4,
+        strides: Sequence[int] = (1, 2, 2, 2),
+        dilations: Sequence[int] = (1, 1, 1, 1),
+        contract_dilation: bool = False,
+        multi_grid: Sequence[int] | None = None,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        groups: int = 1,
+        base_width: int = 4,
+        radix: int = 2,
+        reduction_factor: int = 4,
+        avg_down_stride: bool = True,
+        avd_first: bool = False,
+        frozen_stages: int = -1,
+        style: str = 'pytorch',
+        conv_cfg: dict | None = None,
+        norm_cfg: dict = dict(type='BN', requires_grad=True),
+        norm_eval: bool = False,
+        with_cp: bool = False,
+        zero_init_residual: bool = True,
+        pretrained: str | None = None,
+        init_cfg: dict | list[dict] | None = None,
+    ) -> None:
+        check_backbone_args(
+            depths=self.arch_settings, depth=depth, in_channels=in_channels,
+            stem_channels=stem_channels, base_channels=base_channels, num_stages=num_stages,
+            strides=strides, dilations=dilations, multi_grid=multi_grid,
+            out_indices=out_indices, groups=groups, base_width=base_width, radix=radix,
+            reduction_factor=reduction_factor, frozen_stages=frozen_stages, style=style,
+            norm_cfg=norm_cfg, pretrained=pretrained, init_cfg=init_cfg)
+        if pretrained is not None:
+            warnings.warn(
+                'ResNeSt: `pretrained` is deprecated, use '
+                "init_cfg=dict(type='Pretrained', checkpoint=...)", DeprecationWarning,
+                stacklevel=2)
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        if init_cfg is None:
+            init_cfg = [
+                dict(type='Kaiming', layer='Conv2d'),
+                dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']),
+            ]
+        super().__init__(init_cfg)
+        self.depth = depth
+        self.in_channels = in_channels
+        self.num_stages = num_stages
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.stage_blocks = self.arch_settings[depth][:num_stages]
+
+        self.stem = self._make_stem(in_channels, stem_channels, conv_cfg, norm_cfg)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        block_kwargs = dict(
+            groups=groups, base_width=base_width, base_channels=base_channels, radix=radix,
+            reduction_factor=reduction_factor, avg_down_stride=avg_down_stride,
+            avd_first=avd_first, conv_cfg=conv_cfg, norm_cfg=norm_cfg, with_cp=with_cp,
+            init_cfg=(dict(type='Constant', val=0, override=dict(name='norm3'))
+                      if zero_init_residual else None))
+        in_planes = stem_channels
+        self.res_layers: list[str] = []
+        for i, num_blocks in enumerate(self.stage_blocks):
+            planes = base_channels * 2**i
+            block_dilations = self._block_dilations(
+                num_blocks, dilations[i], contract_dilation,
+                multi_grid if i == num_stages - 1 else None)
+            layer = self._make_stage(
+                in_planes, planes, strides[i], block_dilations, block_kwargs)
+            self.add_module(f'layer{i + 1}', layer)
+            self.res_layers.append(f'layer{i + 1}')
+            in_planes = planes * self.block.expansion
+        self.feat_dim = in_planes
+        self._freeze_stages()
+
+    @staticmethod
+    def _make_stem(
+        in_channels: int, stem_channels: int, conv_cfg: dict | None, norm_cfg: dict
+    ) -> nn.Sequential:
+        """Deep stem: three 3x3 convolutions, the first with stride 2."""
+        mid = stem_channels // 2
+        layers: list[nn.Module] = []
+        for cin, cout, stride in ((in_channels, mid, 2), (mid, mid, 1), (mid, stem_channels, 1)):
+            layers += [
+                build_conv_layer(conv_cfg, cin, cout, 3, stride=stride, padding=1, bias=False),
+                build_norm_layer(norm_cfg, cout)[1],
+                nn.ReLU(inplace=True),
+            ]
+        return nn.Sequential(*layers)
+
+    @staticmethod
+    def _block_dilations(
+        num_blocks: int, dilation: int, contract: bool, multi_grid: Sequence[int] | None
+    ) -> list[int]:
+        if multi_grid is not None:
+            return list(multi_grid)
+        first = dilation // 2 if contract and dilation > 1 else dilation
+        return [first] + [dilation] * (num_blocks - 1)
+
+    def _make_stage(
+        self, in_planes: int, planes: int, stride: int, dilations: list[int], block_kwargs: dict
+    ) -> Sequential:
+        out_planes = planes * self.block.expansion
+        downsample = None
+        if stride != 1 or in_planes != out_planes:
+            downsample = nn.Sequential(
+                nn.AvgPool2d(stride, stride, ceil_mode=True, count_include_pad=False),
+                build_conv_layer(block_kwargs['conv_cfg'], in_planes, out_planes, 1, bias=False),
+                build_norm_layer(block_kwargs['norm_cfg'], out_planes)[1],
+            )
+        blocks = [self.block(in_planes, planes, stride, dilations[0], downsample, **block_kwargs)]
+        blocks += [
+            self.block(out_planes, planes, 1, dilation, None, **block_kwargs)
+            for dilation in dilations[1:]
+        ]
+        return Sequential(*blocks)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        check_input(x, self.in_channels)
+        x = self.maxpool(self.stem(x))
+        outs = []
+        for i, name in enumerate(self.res_layers):
+            x = getattr(self, name)(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return tuple(outs)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """The stem and the first ``frozen_stages`` stages (empty when -1)."""
+        if self.frozen_stages < 0:
+            return []
+        return [self.stem] + [getattr(self, f'layer{i}') for i in range(1, self.frozen_stages + 1)]
+
+    def _freeze_stages(self) -> None:
+        for module in self.frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+
+    def train(self, mode: bool = True) -> ResNeSt:
+        """Set training mode, keeping frozen stages (and all BN when ``norm_eval``) in eval."""
+        super().train(mode)
+        self._freeze_stages()
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, _BatchNorm):
+                    module.eval()
+        return self

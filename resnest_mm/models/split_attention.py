@@ -1,0 +1,121 @@
+"""Split attention: the convolution at the heart of ResNeSt (Zhang et al., 2020).
+
+A grouped 3x3 convolution produces ``radix`` feature-map splits per cardinal group. Their sum
+is pooled globally, squeezed through two 1x1 convolutions and turned into one attention weight
+per split and channel (softmax across the splits, or a sigmoid gate when ``radix == 1``). The
+output is the attention-weighted sum of the splits.
+
+Parameter names follow the official release and MMDetection/MMSegmentation (``conv``, ``bn0``,
+``fc1``, ``bn1``, ``fc2``), so their checkpoints load unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from mmcv.cnn import build_conv_layer, build_norm_layer
+from torch import nn
+
+
+def attention_channels(in_channels: int, radix: int, reduction_factor: int) -> int:
+    """Width of the attention bottleneck, as published: ``max(C * radix // r, 32)``."""
+    return max(in_channels * radix // reduction_factor, 32)
+
+
+class RadixSoftmax(nn.Module):
+    """Normalises attention logits across the radix splits of each cardinal group.
+
+    Args:
+        radix (int): Number of splits per cardinal group. With 1, a sigmoid gate is used.
+        groups (int): Cardinality (number of cardinal groups).
+
+    Shape:
+        - Input: ``(B, groups * radix * C, 1, 1)``, the grouped ``fc2`` output, ordered
+          (group, radix, channel).
+        - Output: ``(B, radix, groups * C)``, ordered as the convolution's splits
+          (radix, group, channel).
+    """
+
+    def __init__(self, radix: int, groups: int) -> None:
+        super().__init__()
+        self.radix = radix
+        self.groups = groups
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        batch = logits.size(0)
+        if self.radix == 1:
+            return torch.sigmoid(logits).view(batch, 1, -1)
+        logits = logits.view(batch, self.groups, self.radix, -1).transpose(1, 2)
+        return F.softmax(logits, dim=1).reshape(batch, self.radix, -1)
+
+
+class SplitAttentionConv2d(nn.Module):
+    """Split-attention convolution.
+
+    Args:
+        in_channels (int): Channels of the input.
+        channels (int): Channels of the output (of each split).
+        kernel_size, stride, padding, dilation: As for :class:`torch.nn.Conv2d`.
+        groups (int): Cardinality. Default: 1.
+        radix (int): Splits per cardinal group; 1 turns the softmax into a sigmoid gate.
+            Default: 2.
+        reduction_factor (int): Squeeze ratio of the attention bottleneck. Default: 4.
+        conv_cfg (dict | None): Config of the split convolution (e.g. a DCN). Default: None.
+        norm_cfg (dict): Config of the two norm layers. Default: ``dict(type='BN')``.
+
+    Shape:
+        - Input: ``(B, in_channels, H, W)``
+        - Output: ``(B, channels, H', W')`` with ``H', W'`` given by the convolution.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        padding: int = 1,
+        dilation: int = 1,
+        groups: int = 1,
+        radix: int = 2,
+        reduction_factor: int = 4,
+        conv_cfg: dict | None = None,
+        norm_cfg: dict = dict(type='BN'),
+    ) -> None:
+        super().__init__()
+        inter_channels = attention_channels(in_channels, radix, reduction_factor)
+        self.radix = radix
+        self.groups = groups
+        self.channels = channels
+        self.conv = build_conv_layer(
+            conv_cfg, in_channels, channels * radix, kernel_size, stride=stride,
+            padding=padding, dilation=dilation, groups=groups * radix, bias=False)
+        self.norm0_name, norm0 = build_norm_layer(norm_cfg, channels * radix, postfix=0)
+        self.add_module(self.norm0_name, norm0)
+        self.relu = nn.ReLU(inplace=True)
+        self.fc1 = nn.Conv2d(channels, inter_channels, 1, groups=groups)
+        self.norm1_name, norm1 = build_norm_layer(norm_cfg, inter_channels, postfix=1)
+        self.add_module(self.norm1_name, norm1)
+        self.fc2 = nn.Conv2d(inter_channels, channels * radix, 1, groups=groups)
+        self.rsoftmax = RadixSoftmax(radix, groups)
+
+    @property
+    def norm0(self) -> nn.Module:
+        return getattr(self, self.norm0_name)
+
+    @property
+    def norm1(self) -> nn.Module:
+        return getattr(self, self.norm1_name)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(self.norm0(self.conv(x)))
+        batch, _, height, width = x.shape
+        splits = x.view(batch, self.radix, self.channels, height, width)
+        attn = self.attention(splits.sum(dim=1))
+        return (splits * attn.view(batch, self.radix, self.channels, 1, 1)).sum(dim=1)
+
+    def attention(self, fused: torch.Tensor) -> torch.Tensor:
+        """Attention weights ``(B, radix, channels)`` from the fused splits ``(B, C, H, W)``."""
+        gap = F.adaptive_avg_pool2d(fused, 1)
+        gap = self.relu(self.norm1(self.fc1(gap)))
+        return self.rsoftmax(self.fc2(gap))

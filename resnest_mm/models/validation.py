@@ -1,0 +1,141 @@
+"""Argument and input checks for the ResNeSt backbone.
+
+Every message names the option, the value given and what is allowed, so a wrong config fails
+at build time with a sentence a user can act on, not deep inside a forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.instancenorm import _InstanceNorm
+
+NORM_BASES = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
+
+
+def _fail(option: str, value: Any, allowed: str, exc: type[Exception] = ValueError) -> None:
+    raise exc(f'ResNeSt: {option}={value!r} is invalid; {allowed}.')
+
+
+def _check_positive_int(option: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(option, value, 'expected an int >= 1', TypeError)
+    if value < 1:
+        _fail(option, value, 'expected an int >= 1')
+
+
+def _check_int_sequence(option: str, value: Any, length: int, name_of_length: str) -> None:
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        _fail(option, value, f'expected a sequence of {length} ints', TypeError)
+    if len(value) != length:
+        _fail(option, value, f'expected {length} values, one per stage ({name_of_length})')
+    for item in value:
+        _check_positive_int(f'{option}[...]', item)
+
+
+def registered_norm_types() -> list[str]:
+    """Names of the norm layers known to mmengine's MODELS registry (BN, SyncBN, GN, ...)."""
+    return sorted(
+        name for name, cls in MMENGINE_MODELS.module_dict.items()
+        if isinstance(cls, type) and issubclass(cls, NORM_BASES))
+
+
+def check_norm_cfg(norm_cfg: Any) -> None:
+    if not isinstance(norm_cfg, Mapping) or 'type' not in norm_cfg:
+        _fail('norm_cfg', norm_cfg, "expected a dict with a 'type' key, e.g. dict(type='BN')",
+              TypeError)
+    norm_type = norm_cfg['type']
+    if isinstance(norm_type, type):
+        if not issubclass(norm_type, NORM_BASES):
+            _fail("norm_cfg['type']", norm_type, 'expected a normalization layer class')
+        return
+    with MMENGINE_MODELS.switch_scope_and_registry(None) as registry:
+        cls = registry.get(norm_type)
+    if cls is None or not (isinstance(cls, type) and issubclass(cls, NORM_BASES)):
+        _fail("norm_cfg['type']", norm_type,
+              f'allowed: {", ".join(registered_norm_types())} (or a registered norm layer)')
+    if norm_type == 'GN' and 'num_groups' not in norm_cfg:
+        _fail('norm_cfg', dict(norm_cfg), "GN needs 'num_groups', e.g. dict(type='GN', "
+              'num_groups=32)')
+
+
+def check_backbone_args(
+    *,
+    depths: Mapping[int, tuple[int, ...]],
+    depth: Any,
+    in_channels: Any,
+    stem_channels: Any,
+    base_channels: Any,
+    num_stages: Any,
+    strides: Any,
+    dilations: Any,
+    multi_grid: Any,
+    out_indices: Any,
+    groups: Any,
+    base_width: Any,
+    radix: Any,
+    reduction_factor: Any,
+    frozen_stages: Any,
+    style: Any,
+    norm_cfg: Any,
+    pretrained: Any,
+    init_cfg: Any,
+) -> None:
+    """Raise ValueError/TypeError for any argument of :class:`ResNeSt` outside its domain."""
+    if depth not in depths:
+        _fail('depth', depth, f'allowed: {", ".join(map(str, depths))}')
+    for option, value in (('in_channels', in_channels), ('stem_channels', stem_channels),
+                          ('base_channels', base_channels), ('groups', groups),
+                          ('base_width', base_width), ('radix', radix),
+                          ('reduction_factor', reduction_factor)):
+        _check_positive_int(option, value)
+    if stem_channels % 2:
+        _fail('stem_channels', stem_channels, 'expected an even number (the stem halves it)')
+    if isinstance(num_stages, bool) or not isinstance(num_stages, int) or not 1 <= num_stages <= 4:
+        _fail('num_stages', num_stages, 'allowed: 1, 2, 3, 4')
+    _check_int_sequence('strides', strides, num_stages, f'num_stages={num_stages}')
+    _check_int_sequence('dilations', dilations, num_stages, f'num_stages={num_stages}')
+    if multi_grid is not None:
+        last_blocks = depths[depth][num_stages - 1]
+        _check_int_sequence('multi_grid', multi_grid, last_blocks,
+                            f'blocks in the last stage of depth {depth}')
+    if (not isinstance(out_indices, Sequence) or isinstance(out_indices, str)
+            or not out_indices):
+        _fail('out_indices', out_indices, 'expected a non-empty sequence of stage indices',
+              TypeError)
+    bad = [i for i in out_indices if isinstance(i, bool) or not isinstance(i, int)
+           or not 0 <= i < num_stages]
+    if bad:
+        _fail('out_indices', out_indices,
+              f'each index must be in 0..{num_stages - 1} for num_stages={num_stages}')
+    if (isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int)
+            or not -1 <= frozen_stages <= num_stages):
+        _fail('frozen_stages', frozen_stages,
+              f'allowed: -1 (none), 0 (stem) to {num_stages} (stem and all stages)')
+    if style != 'pytorch':
+        _fail('style', style, "only 'pytorch' is supported (stride on the 3x3 convolution)")
+    check_norm_cfg(norm_cfg)
+    if pretrained is not None and not isinstance(pretrained, str):
+        _fail('pretrained', pretrained, 'expected a checkpoint path or name', TypeError)
+    if pretrained is not None and init_cfg is not None:
+        _fail('pretrained', pretrained, 'give either pretrained or init_cfg, not both')
+
+
+def check_input(x: Any, in_channels: int) -> None:
+    """Check that the backbone input is a ``(B, in_channels, H, W)`` tensor."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f'ResNeSt: input must be a torch.Tensor, got {type(x).__name__}.')
+    if x.dim() != 4:
+        raise ValueError(
+            f'ResNeSt: input must be 4-D (B, C, H, W); got shape {tuple(x.shape)}.')
+    if x.size(1) != in_channels:
+        raise ValueError(
+            f'ResNeSt: input has {x.size(1)} channels (shape {tuple(x.shape)}), but the '
+            f'backbone was built with in_channels={in_channels}.')

@@ -1,0 +1,13 @@
+"""The ``resnest_mm`` model registry.
+
+It is a child of mmengine's root ``MODELS``, so ``type='resnest_mm.ResNeSt'`` resolves to our
+backbone from MMDetection's and MMSegmentation's registries (whatever the default scope) and
+from mmengine's, without importing either library here. mmdet and mmseg each register a
+``ResNeSt`` of their own; the ``resnest_mm.`` prefix is what keeps the two apart.
+"""
+
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, scope='resnest_mm', locations=['resnest_mm.models'])

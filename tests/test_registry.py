@@ -1,0 +1,51 @@
+"""`type='resnest_mm.ResNeSt'` builds our class from every registry, never the built-in one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from mmengine.registry import DefaultScope
+from mmengine.registry import MODELS as MMENGINE_MODELS
+
+import resnest_mm
+from resnest_mm import ResNeSt
+
+CFG = dict(type='resnest_mm.ResNeSt', depth=14, stem_channels=32, base_channels=16)
+
+
+def test_import_does_not_pull_in_mmdet_or_mmseg():
+    code = ('import sys, resnest_mm; '
+            'bad = [m for m in ("mmdet", "mmseg") if m in sys.modules]; '
+            'assert not bad, bad; print(resnest_mm.ResNeSt.__module__)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == 'resnest_mm.models.resnest'
+
+
+def test_registry_scope_and_parent():
+    assert resnest_mm.MODELS.scope == 'resnest_mm'
+    assert resnest_mm.MODELS.parent is MMENGINE_MODELS
+    assert resnest_mm.MODELS.get('ResNeSt') is ResNeSt
+
+
+@pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
+def test_builds_ours_under_mm_default_scope(scope):
+    package = pytest.importorskip(scope)
+    registry = __import__(f'{package.__name__}.registry', fromlist=['MODELS']).MODELS
+    builtin = registry.get('ResNeSt')
+    with DefaultScope.overwrite_default_scope(scope):
+        model = registry.build(dict(CFG))
+        assert registry.build(dict(CFG, type='ResNeSt')).__class__ is builtin
+    assert type(model) is ResNeSt and builtin is not ResNeSt
+
+
+def test_builds_ours_without_default_scope():
+    with DefaultScope.overwrite_default_scope(None):
+        assert type(MMENGINE_MODELS.build(dict(CFG))) is ResNeSt
+
+
+def test_builds_with_resnest_mm_default_scope():
+    with DefaultScope.overwrite_default_scope('resnest_mm'):
+        assert type(resnest_mm.MODELS.build(dict(CFG, type='ResNeSt'))) is ResNeSt
