@@ -1,0 +1,174 @@
+"""Train and test entry points behind ``tools/train.py`` and ``tools/test.py``.
+
+They follow MMDetection's and MMSegmentation's own tools (mmengine's Runner, the codebase's
+registries through ``default_scope``), plus what this machine class needs: distributed runs
+on the CPU (:mod:`.distributed`), loading training checkpoints on torch >= 2.6
+(:mod:`.checkpoint`) and clear errors before any worker starts (:mod:`.config`).
+"""
+
+from __future__ import annotations
+
+import os.path as osp
+from pathlib import Path
+
+import torch
+from mmengine.config import Config
+from mmengine.runner import Runner
+
+from .checkpoint import mmengine_checkpoint_globals
+from .config import check_dataset_paths, codebase_of, load_config
+from .distributed import check_launcher, setup_cpu_distributed
+
+
+def _default_work_dir(config: str | Path) -> str:
+    return osp.join('./work_dirs', Path(config).stem)
+
+
+def build_train_config(
+    config: str | Path,
+    work_dir: str | None = None,
+    resume: str | None = None,
+    amp: bool = False,
+    auto_scale_lr: bool = False,
+    cfg_options: dict | None = None,
+    launcher: str = 'none',
+) -> Config:
+    """The config of a training run, as ``tools/train.py`` builds it.
+
+    Args:
+        config: path of the config file.
+        work_dir: where logs and checkpoints go; default ``./work_dirs/<config name>``.
+        resume: None (no resume), 'auto' (the latest checkpoint in the work dir) or a path.
+        amp: mixed precision (mmengine's AmpOptimWrapper; needs a GPU).
+        auto_scale_lr: scale the learning rate by the actual total batch size.
+        cfg_options: overrides, ``{'a.b': value}``.
+        launcher: 'none', 'pytorch', 'slurm' or 'mpi'.
+    """
+    check_launcher(launcher)
+    cfg = load_config(config, cfg_options)
+    codebase_of(cfg)
+    cfg.launcher = launcher
+    cfg.work_dir = work_dir or cfg.get('work_dir') or _default_work_dir(config)
+    if amp:
+        if not torch.cuda.is_available():
+            raise RuntimeError('--amp needs a GPU: mmengine\'s AmpOptimWrapper runs on CUDA '
+                               'devices only; leave --amp out on the CPU')
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+    if auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise ValueError(f'--auto-scale-lr needs auto_scale_lr.base_batch_size in {config}')
+        cfg.auto_scale_lr.enable = True
+    if resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif resume is not None:
+        if not osp.isfile(resume):
+            raise FileNotFoundError(f'--resume checkpoint {resume!r} does not exist')
+        cfg.resume, cfg.load_from = True, resume
+    return cfg
+
+
+def build_test_config(
+    config: str | Path,
+    checkpoint: str,
+    work_dir: str | None = None,
+    out: str | None = None,
+    show_dir: str | None = None,
+    tta: bool = False,
+    cfg_options: dict | None = None,
+    launcher: str = 'none',
+) -> Config:
+    """The config of a test run, as ``tools/test.py`` builds it.
+
+    Args:
+        config, work_dir, cfg_options, launcher: as :func:`build_train_config`.
+        checkpoint: the weights to evaluate.
+        out: mmdet: a ``.pkl`` file for the raw predictions; mmseg: a folder for the
+            prediction PNGs.
+        show_dir: folder (relative to ``<work_dir>/<timestamp>/``) for pictures of predictions.
+        tta: test-time augmentation, from the config's ``tta_model`` and ``tta_pipeline``.
+    """
+    check_launcher(launcher)
+    if not osp.isfile(checkpoint):
+        raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist')
+    cfg = load_config(config, cfg_options)
+    codebase = codebase_of(cfg)
+    cfg.launcher = launcher
+    cfg.work_dir = work_dir or cfg.get('work_dir') or _default_work_dir(config)
+    cfg.load_from = checkpoint
+    if show_dir:
+        enable_prediction_pictures(cfg, show_dir)
+    if tta:
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise ValueError(f'--tta needs tta_model and tta_pipeline in {config}; it has '
+                             f'{[k for k in ("tta_model", "tta_pipeline") if k in cfg]}')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.model = dict(**cfg.tta_model, module=cfg.model)
+    if out:
+        _dump_predictions(cfg, codebase, out)
+    return cfg
+
+
+def enable_prediction_pictures(cfg: Config, show_dir: str) -> None:
+    """Make the visualisation hook save a picture per test image under ``show_dir``."""
+    hook = cfg.default_hooks.get('visualization')
+    if hook is None:
+        raise ValueError(f'{cfg.filename} has no default_hooks.visualization for --show-dir')
+    hook.draw = True
+    hook.interval = 1
+    if codebase_of(cfg) == 'mmdet':
+        hook.test_out_dir = show_dir
+    else:  # mmseg's hook writes through the visualizer's save_dir
+        cfg.visualizer.save_dir = show_dir
+
+
+def _dump_predictions(cfg: Config, codebase: str, out: str) -> None:
+    if codebase == 'mmdet':
+        if not out.endswith(('.pkl', '.pickle')):
+            raise ValueError(f'--out {out!r}: mmdet predictions are dumped to a .pkl file')
+        evaluators = cfg.test_evaluator
+        evaluators = list(evaluators) if isinstance(evaluators, list) else [evaluators]
+        cfg.test_evaluator = [*evaluators, dict(type='DumpDetResults', out_file_path=out)]
+    else:
+        cfg.test_evaluator.output_dir = out
+        cfg.test_evaluator.keep_results = True
+
+
+# Errors of the set-up stage that the tools print as one line (no trace).
+USER_ERRORS = (FileNotFoundError, ValueError, RuntimeError, KeyError)
+
+
+def prepare_run(cfg: Config, mode: str) -> None:
+    """Check the datasets the run needs, then set up a CPU-distributed run if there is one.
+
+    Safe to call twice. Args: ``cfg`` from :func:`build_train_config` or
+    :func:`build_test_config`; ``mode`` 'train' or 'test' (which datasets must exist).
+    """
+    check_dataset_paths(cfg, mode)
+    setup_cpu_distributed(cfg, cfg.launcher)
+
+
+def build_runner(cfg: Config) -> Runner:
+    """mmengine's Runner (or the config's ``runner_type``) for a prepared config."""
+    if 'runner_type' in cfg:
+        from mmengine.registry import RUNNERS
+        return RUNNERS.build(cfg)
+    return Runner.from_cfg(cfg)
+
+
+def run_train(cfg: Config) -> Runner:
+    """Train with a config from :func:`build_train_config`; returns the finished Runner."""
+    prepare_run(cfg, 'train')
+    runner = build_runner(cfg)
+    with mmengine_checkpoint_globals():
+        runner.train()
+    return runner
+
+
+def run_test(cfg: Config) -> dict:
+    """Evaluate with a config from :func:`build_test_config`; returns the metrics."""
+    prepare_run(cfg, 'test')
+    runner = build_runner(cfg)
+    with mmengine_checkpoint_globals():
+        return runner.test()

@@ -1,0 +1,92 @@
+"""Distributed runs on the CPU: gloo, DDP without device ids, SyncBN -> BN, 1 vs 2 processes."""
+
+import json
+import os
+import socket
+import subprocess
+import warnings
+
+import pytest
+import torch
+import torch.distributed as dist
+from conftest import randomize_
+from tiny import DEEPLABV3, REPO, as_cli, tiny_segmentation_options
+
+from resnest_mm.apis import build_test_config, load_config, run_test, setup_cpu_distributed
+from resnest_mm.apis.distributed import replace_sync_bn
+from resnest_mm.datasets import make_ade20k
+
+pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU-only path')
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def test_replace_sync_bn_counts_and_replaces_nested_norms():
+    cfg = dict(backbone=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)),
+               heads=[dict(norm_cfg=dict(type='SyncBN')), dict(norm_cfg=dict(type='GN'))])
+    assert replace_sync_bn(cfg) == 2
+    assert cfg['backbone']['norm_cfg'] == dict(type='BN', requires_grad=True)
+    assert cfg['heads'][0]['norm_cfg']['type'] == 'BN'
+    assert cfg['heads'][1]['norm_cfg']['type'] == 'GN'
+
+
+def test_setup_cpu_distributed_rewrites_the_config_once(tmp_path, monkeypatch):
+    cfg = load_config(DEEPLABV3)
+    cfg.work_dir = str(tmp_path)
+    assert setup_cpu_distributed(cfg, 'none') is False
+    assert 'model_wrapper_cfg' not in cfg
+
+    for key, value in dict(RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', MASTER_ADDR='127.0.0.1',
+                           MASTER_PORT=str(_free_port())).items():
+        monkeypatch.setenv(key, value)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            assert setup_cpu_distributed(cfg, 'pytorch') is True
+        assert dist.get_backend() == 'gloo'
+        sync_bn = [w for w in caught if 'SyncBN' in str(w.message)]
+        assert len(sync_bn) == 1
+        assert cfg.model_wrapper_cfg == dict(type='MMDistributedDataParallel', device_ids=None)
+        assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+        assert 'SyncBN' not in str(cfg.model)
+        assert cfg.val_evaluator.collect_dir == str(tmp_path / '.dist_collect')
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_evaluate_exactly_like_one(tmp_path):
+    """tools/dist_test.sh with 2 CPU processes vs run_test() in this process, same data/weights."""
+    from mmseg.registry import MODELS
+    from mmseg.utils import register_all_modules
+
+    data_root = str(make_ade20k(tmp_path / 'data', num_train=1, num_val=5, seed=3,
+                                height=64, width=64)) + '/'
+    options = tiny_segmentation_options(data_root)
+    cfg = load_config(DEEPLABV3, options)
+    register_all_modules(init_default_scope=True)
+    model = MODELS.build(cfg.model)
+    randomize_(model, seed=4)  # varied predictions, so equal metrics mean equal predictions
+    checkpoint = str(tmp_path / 'tiny.pth')
+    torch.save({'state_dict': model.state_dict()}, checkpoint)
+
+    single = run_test(build_test_config(
+        DEEPLABV3, checkpoint, work_dir=str(tmp_path / 'one'), cfg_options=options))
+
+    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    run = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'dist_test.sh'), str(DEEPLABV3), checkpoint, '2',
+         '--work-dir', str(tmp_path / 'two'), *as_cli(options)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    logs = list((tmp_path / 'two').glob('*/*.json'))
+    assert len(logs) == 1, logs
+    double = json.loads(logs[0].read_text().splitlines()[-1])
+    assert set(single) <= set(double)
+    assert {k: double[k] for k in single} == single
+    assert 0 < single['mIoU'] < 100 and single['aAcc'] > 0
+    assert run.stderr.count('SyncBN is not available for distributed runs on the CPU') == 1
+

@@ -1,0 +1,51 @@
+"""Evaluate a checkpoint with a config (mmdet or mmseg, from its default_scope).
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE|DIR] [--show-dir DIR]
+        [--tta] [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+
+Several processes: tools/dist_test.sh CONFIG CHECKPOINT GPUS [args].
+"""
+
+import argparse
+import sys
+
+from mmengine.config import DictAction
+
+from resnest_mm.apis import USER_ERRORS, build_test_config, prepare_run, run_test
+from resnest_mm.apis.distributed import LAUNCHERS
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Evaluate a detector or segmentor')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='where logs and metrics go')
+    parser.add_argument(
+        '--out', help='mmdet: .pkl file for the raw predictions; mmseg: folder for label PNGs')
+    parser.add_argument(
+        '--show-dir', help='folder, under <work-dir>/<timestamp>/, for prediction pictures')
+    parser.add_argument('--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. test_dataloader.dataset.data_root=data/coco/')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help=argparse.SUPPRESS)  # torch.distributed.launch passes it
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:  # set-up errors (wrong path, missing dataset, bad option) end in one line
+        cfg = build_test_config(
+            args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
+            show_dir=args.show_dir, tta=args.tta, cfg_options=args.cfg_options,
+            launcher=args.launcher)
+        prepare_run(cfg, 'test')
+    except USER_ERRORS as error:
+        sys.exit(f'test.py: error: {error}')
+    run_test(cfg)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,53 @@
+"""Train a detector or segmentor from a config (mmdet or mmseg, from its default_scope).
+
+    python tools/train.py configs/faster_rcnn_resnest50_fpn.py [--work-dir DIR] [--resume [CKPT]]
+        [--amp] [--auto-scale-lr] [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+
+Several processes: tools/dist_train.sh CONFIG GPUS [args]; on a machine without CUDA the
+processes use gloo and SyncBN becomes BN.
+"""
+
+import argparse
+import sys
+
+from mmengine.config import DictAction
+
+from resnest_mm.apis import USER_ERRORS, build_train_config, prepare_run, run_train
+from resnest_mm.apis.distributed import LAUNCHERS
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train a detector or segmentor')
+    parser.add_argument('config', help='config file path')
+    parser.add_argument('--work-dir', help='where logs and checkpoints go')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from CKPT, or from the latest checkpoint in the work dir without CKPT')
+    parser.add_argument('--amp', action='store_true', help='mixed precision (GPU only)')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true',
+        help='scale the learning rate by the actual batch size (auto_scale_lr in the config)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config entries, e.g. train_dataloader.dataset.data_root=data/coco/')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help=argparse.SUPPRESS)  # torch.distributed.launch passes it
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:  # set-up errors (wrong path, missing dataset, bad option) end in one line
+        cfg = build_train_config(
+            args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
+            auto_scale_lr=args.auto_scale_lr, cfg_options=args.cfg_options,
+            launcher=args.launcher)
+        prepare_run(cfg, 'train')
+    except USER_ERRORS as error:
+        sys.exit(f'train.py: error: {error}')
+    run_train(cfg)
+
+
+if __name__ == '__main__':
+    main()
