@@ -41,11 +41,12 @@ def test_faster_rcnn_config_with_swapped_backbone_trains_a_step():
     optim = OptimWrapper(torch.optim.SGD(detector.parameters(), lr=0.01, momentum=0.9))
     data = dict(inputs=[torch.randint(0, 255, (3, 128, 160), dtype=torch.uint8)] * 2,
                 data_samples=[detection_sample(), detection_sample()])
-    before = detector.backbone.layer4[0].conv2.conv.weight.detach().clone()
+    # zero_init_residual zeroes each block's last norm, so that is what the first step moves
+    before = detector.backbone.layer4[0].norm3.weight.detach().clone()
     frozen_before = detector.backbone.layer1[0].conv1.weight.detach().clone()
     detector.train()
     losses = detector.train_step(data, optim)
     assert {'loss_rpn_cls', 'loss_cls', 'loss_bbox'} <= set(losses)
     assert all(torch.isfinite(v).all() for v in losses.values())
-    assert not torch.equal(detector.backbone.layer4[0].conv2.conv.weight, before)
+    assert not torch.equal(detector.backbone.layer4[0].norm3.weight, before)
     assert torch.equal(detector.backbone.layer1[0].conv1.weight, frozen_before)

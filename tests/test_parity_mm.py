@@ -12,10 +12,15 @@ mmdet_backbones = pytest.importorskip('mmdet.models.backbones')
 mmseg_backbones = pytest.importorskip('mmseg.models.backbones')
 
 SEG_OS8 = dict(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True)
+# mmdet's ResNet defaults to norm_eval=True, mmseg's to False; the ResNeSt recipes of both set
+# False (BN/SyncBN statistics are trained), which is also our default. Stated explicitly here.
 CASES = {
-    'mmdet-S50': (mmdet_backbones.ResNeSt, dict(depth=50, stem_channels=64)),
-    'mmdet-S101': (mmdet_backbones.ResNeSt, dict(depth=101, stem_channels=128)),
-    'mmseg-S101-os8': (mmseg_backbones.ResNeSt, dict(depth=101, stem_channels=128, **SEG_OS8)),
+    'mmdet-S50': (mmdet_backbones.ResNeSt, dict(depth=50, stem_channels=64, norm_eval=False)),
+    'mmdet-S50-frozen1-normeval': (mmdet_backbones.ResNeSt, dict(
+        depth=50, stem_channels=64, frozen_stages=1, norm_eval=True)),
+    'mmdet-S101': (mmdet_backbones.ResNeSt, dict(depth=101, stem_channels=128, norm_eval=False)),
+    'mmseg-S101-os8': (mmseg_backbones.ResNeSt, dict(
+        depth=101, stem_channels=128, norm_eval=False, **SEG_OS8)),
 }
 
 
@@ -64,7 +69,7 @@ def test_gradients_match(image):
 @pytest.mark.parametrize('mode', ['eval', 'train'])
 @pytest.mark.parametrize('extra', [{}, SEG_OS8], ids=['os32', 'os8'])
 def test_odd_input_sizes_match(mode, extra):
-    kwargs = dict(depth=50, stem_channels=64, **extra)
+    kwargs = dict(depth=50, stem_channels=64, norm_eval=False, **extra)
     reference, ours = build_pair(mmseg_backbones.ResNeSt, kwargs)
     x = torch.randn(2, 3, 97, 131)
     reference.train(mode == 'train')

@@ -14,7 +14,7 @@ Only the standard library is used here, so it runs before anything else is insta
 """
 
 import importlib.metadata as metadata
-import json
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -62,16 +62,11 @@ def mmcv_has_ops() -> bool:
 
 
 def editable_here() -> bool:
-    try:
-        dist = metadata.distribution('resnest_mm')
-    except metadata.PackageNotFoundError:
+    """Is resnest_mm installed, and does `import resnest_mm` load this checkout's package?"""
+    if version_of('resnest_mm') is None:
         return False
-    direct_url = dist.read_text('direct_url.json')
-    if not direct_url:
-        return False
-    info = json.loads(direct_url)
-    return (info.get('dir_info', {}).get('editable', False)
-            and info.get('url') == REPO.as_uri())
+    spec = importlib.util.find_spec('resnest_mm')
+    return spec is not None and Path(spec.origin).resolve() == REPO / 'resnest_mm' / '__init__.py'
 
 
 def main() -> None:
