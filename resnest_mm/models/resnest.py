@@ -19,8 +19,9 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..registry import MODELS
+from .drop import DropBlock2d, DropPath, drop_path_rates, set_dropblock_prob
 from .split_attention import SplitAttentionConv2d
-from .validation import check_backbone_args, check_input
+from .validation import check_backbone_args, check_dcn_args, check_input, check_regularisation_args
 
 
 class ResNeStBottleneck(BaseModule):
@@ -48,6 +49,15 @@ class ResNeStBottleneck(BaseModule):
         norm_cfg (dict): Norm layer config. Default: ``dict(type='BN')``.
         with_cp (bool): Recompute the block in backward (gradient checkpointing).
             Default: False.
+        drop_path_rate (float): Stochastic-depth probability of the residual branch.
+            Default: 0.0 (off).
+        dropblock (dict | None): ``dict(drop_prob=..., block_size=...)`` puts a
+            :class:`DropBlock2d` after ``norm1``, after the split attention and after
+            ``norm3``, as the official recipe. Default: None (off).
+        dcn (dict | None): Deformable convolution config (e.g. ``dict(type='DCNv2',
+            deform_groups=1, fallback_on_stride=False)``) used as the split convolution;
+            ``fallback_on_stride=True`` keeps a plain convolution where that convolution is
+            strided. Never modified. Default: None.
         init_cfg (dict | list[dict] | None): mmengine initialisation config.
 
     Shape:
@@ -74,6 +84,9 @@ class ResNeStBottleneck(BaseModule):
         conv_cfg: dict | None = None,
         norm_cfg: dict = dict(type='BN'),
         with_cp: bool = False,
+        drop_path_rate: float = 0.0,
+        dropblock: dict | None = None,
+        dcn: dict | None = None,
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
         super().__init__(init_cfg)
@@ -86,16 +99,24 @@ class ResNeStBottleneck(BaseModule):
         self.conv1 = build_conv_layer(conv_cfg, in_channels, width, 1, bias=False)
         self.norm1_name, norm1 = build_norm_layer(norm_cfg, width, postfix=1)
         self.add_module(self.norm1_name, norm1)
+        split_stride = 1 if use_avd else stride
         self.conv2 = SplitAttentionConv2d(
-            width, width, kernel_size=3, stride=1 if use_avd else stride, padding=dilation,
+            width, width, kernel_size=3, stride=split_stride, padding=dilation,
             dilation=dilation, groups=groups, radix=radix, reduction_factor=reduction_factor,
-            conv_cfg=conv_cfg, norm_cfg=norm_cfg)
+            conv_cfg=split_conv_cfg(conv_cfg, dcn, split_stride), norm_cfg=norm_cfg)
         self.avd_layer = nn.AvgPool2d(3, stride, padding=1) if use_avd else None
         self.conv3 = build_conv_layer(conv_cfg, width, out_channels, 1, bias=False)
         self.norm3_name, norm3 = build_norm_layer(norm_cfg, out_channels, postfix=3)
         self.add_module(self.norm3_name, norm3)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
+        # Parameter-free, and absent unless asked for: state_dict and outputs stay unchanged.
+        self.dropblock1 = self.dropblock2 = self.dropblock3 = None
+        if dropblock is not None:
+            self.dropblock1 = DropBlock2d(**dropblock)
+            self.dropblock2 = DropBlock2d(**dropblock)
+            self.dropblock3 = DropBlock2d(**dropblock)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else None
 
     @property
     def norm1(self) -> nn.Module:
@@ -113,18 +134,38 @@ class ResNeStBottleneck(BaseModule):
         return self.relu(out)
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.relu(self.norm1(self.conv1(x)))
-        out = self._split_attention(out)
+        out = self.norm1(self.conv1(x))
+        if self.dropblock1 is not None:
+            out = self.dropblock1(out)
+        out = self._split_attention(self.relu(out))
         out = self.norm3(self.conv3(out))
+        if self.dropblock3 is not None:
+            out = self.dropblock3(out)
+        if self.drop_path is not None:
+            out = self.drop_path(out)
         identity = x if self.downsample is None else self.downsample(x)
         return out + identity
 
     def _split_attention(self, x: torch.Tensor) -> torch.Tensor:
-        if self.avd_layer is None:
-            return self.conv2(x)
-        if self.avd_first:
-            return self.conv2(self.avd_layer(x))
-        return self.avd_layer(self.conv2(x))
+        if self.avd_layer is not None and self.avd_first:
+            x = self.avd_layer(x)
+        x = self.conv2(x)
+        if self.dropblock2 is not None:
+            x = self.dropblock2(x)
+        if self.avd_layer is not None and not self.avd_first:
+            x = self.avd_layer(x)
+        return x
+
+
+def split_conv_cfg(conv_cfg: dict | None, dcn: dict | None, stride: int) -> dict | None:
+    """Config of the split-attention convolution: ``dcn`` (a copy without
+    ``fallback_on_stride``) unless absent, or strided with ``fallback_on_stride``."""
+    if dcn is None:
+        return conv_cfg
+    dcn = dict(dcn)
+    if dcn.pop('fallback_on_stride', False) and stride > 1:
+        return conv_cfg
+    return dcn
 
 
 @MODELS.register_module()
@@ -166,6 +207,18 @@ class ResNeSt(BaseModule):
             Default: ``dict(type='BN', requires_grad=True)``.
         norm_eval (bool): Keep every BatchNorm in eval mode during training. Default: False.
         with_cp (bool): Gradient checkpointing of every block. Default: False.
+        drop_path_rate (float): Stochastic depth of the last block; block ``i`` of ``N``
+            gets ``drop_path_rate * i / (N - 1)`` (the timm rule). Default: 0.0 (off).
+        dropblock (dict | None): ``dict(drop_prob=0.1, block_size=3)`` adds DropBlock to
+            the stages in ``stage_with_dropblock`` (see :class:`ResNeStBottleneck`); ramp
+            ``drop_prob`` with :meth:`set_dropblock_prob` or ``DropBlockScheduleHook``.
+            Default: None (off).
+        stage_with_dropblock (Sequence[bool]): Stages with DropBlock.
+            Default: ``(False, False, True, True)`` (stages 3 and 4, as the official recipe).
+        dcn (dict | None): Deformable split convolution, e.g. ``dict(type='DCNv2',
+            deform_groups=1, fallback_on_stride=False)``. Default: None.
+        stage_with_dcn (Sequence[bool]): Stages whose blocks use ``dcn``.
+            Default: ``(False, False, False, False)``.
         zero_init_residual (bool): Zero-initialise the last norm of each block. Default: True.
         pretrained (str | None): Deprecated alias of
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``. Default: None.
@@ -214,6 +267,11 @@ class ResNeSt(BaseModule):
         norm_cfg: dict = dict(type='BN', requires_grad=True),
         norm_eval: bool = False,
         with_cp: bool = False,
+        drop_path_rate: float = 0.0,
+        dropblock: dict | None = None,
+        stage_with_dropblock: Sequence[bool] = (False, False, True, True),
+        dcn: dict | None = None,
+        stage_with_dcn: Sequence[bool] = (False, False, False, False),
         zero_init_residual: bool = True,
         pretrained: str | None = None,
         init_cfg: dict | list[dict] | None = None,
@@ -225,6 +283,11 @@ class ResNeSt(BaseModule):
             out_indices=out_indices, groups=groups, base_width=base_width, radix=radix,
             reduction_factor=reduction_factor, frozen_stages=frozen_stages, style=style,
             norm_cfg=norm_cfg, pretrained=pretrained, init_cfg=init_cfg)
+        check_regularisation_args(
+            drop_path_rate=drop_path_rate, dropblock=dropblock,
+            stage_with_dropblock=stage_with_dropblock, num_stages=num_stages)
+        check_dcn_args(dcn=dcn, stage_with_dcn=stage_with_dcn, conv_cfg=conv_cfg,
+                       num_stages=num_stages)
         if pretrained is not None:
             warnings.warn(
                 'ResNeSt: `pretrained` is deprecated, use '
@@ -255,13 +318,20 @@ class ResNeSt(BaseModule):
                       if zero_init_residual else None))
         in_planes = stem_channels
         self.res_layers: list[str] = []
+        path_rates = drop_path_rates(drop_path_rate, sum(self.stage_blocks))
         for i, num_blocks in enumerate(self.stage_blocks):
             planes = base_channels * 2**i
             block_dilations = self._block_dilations(
                 num_blocks, dilations[i], contract_dilation,
                 multi_grid if i == num_stages - 1 else None)
+            stage_kwargs = dict(
+                block_kwargs,
+                dropblock=dropblock if stage_with_dropblock[i] else None,
+                dcn=dcn if stage_with_dcn[i] else None)
+            first = sum(self.stage_blocks[:i])
             layer = self._make_stage(
-                in_planes, planes, strides[i], block_dilations, block_kwargs)
+                in_planes, planes, strides[i], block_dilations, stage_kwargs,
+                path_rates[first:first + num_blocks])
             self.add_module(f'layer{i + 1}', layer)
             self.res_layers.append(f'layer{i + 1}')
             in_planes = planes * self.block.expansion
@@ -293,7 +363,8 @@ class ResNeSt(BaseModule):
         return [first] + [dilation] * (num_blocks - 1)
 
     def _make_stage(
-        self, in_planes: int, planes: int, stride: int, dilations: list[int], block_kwargs: dict
+        self, in_planes: int, planes: int, stride: int, dilations: list[int], block_kwargs: dict,
+        path_rates: list[float],
     ) -> Sequential:
         out_planes = planes * self.block.expansion
         downsample = None
@@ -303,10 +374,11 @@ class ResNeSt(BaseModule):
                 build_conv_layer(block_kwargs['conv_cfg'], in_planes, out_planes, 1, bias=False),
                 build_norm_layer(block_kwargs['norm_cfg'], out_planes)[1],
             )
-        blocks = [self.block(in_planes, planes, stride, dilations[0], downsample, **block_kwargs)]
+        blocks = [self.block(in_planes, planes, stride, dilations[0], downsample,
+                             drop_path_rate=path_rates[0], **block_kwargs)]
         blocks += [
-            self.block(out_planes, planes, 1, dilation, None, **block_kwargs)
-            for dilation in dilations[1:]
+            self.block(out_planes, planes, 1, dilation, None, drop_path_rate=rate, **block_kwargs)
+            for dilation, rate in zip(dilations[1:], path_rates[1:], strict=True)
         ]
         return Sequential(*blocks)
 
@@ -319,6 +391,10 @@ class ResNeSt(BaseModule):
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
+
+    def set_dropblock_prob(self, drop_prob: float) -> None:
+        """Set the probability of every DropBlock (for a schedule that ramps it up)."""
+        set_dropblock_prob(self, drop_prob)
 
     def frozen_modules(self) -> list[nn.Module]:
         """The stem and the first ``frozen_stages`` stages (empty when -1)."""

@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
 
+from .norm import norm_single_sample
+
 
 def attention_channels(in_channels: int, radix: int, reduction_factor: int) -> int:
     """Width of the attention bottleneck, as published: ``max(C * radix // r, 32)``."""
@@ -116,6 +118,14 @@ class SplitAttentionConv2d(nn.Module):
 
     def attention(self, fused: torch.Tensor) -> torch.Tensor:
         """Attention weights ``(B, radix, channels)`` from the fused splits ``(B, C, H, W)``."""
-        gap = F.adaptive_avg_pool2d(fused, 1)
-        gap = self.relu(self.norm1(self.fc1(gap)))
-        return self.rsoftmax(self.fc2(gap))
+        gap = self.fc1(F.adaptive_avg_pool2d(fused, 1))
+        if self.training and gap.size(0) == 1:
+            gap = self._norm_single_sample(gap)
+        else:
+            gap = self.norm1(gap)
+        return self.rsoftmax(self.fc2(self.relu(gap)))
+
+    @torch.jit.unused
+    def _norm_single_sample(self, gap: torch.Tensor) -> torch.Tensor:
+        # A training BatchNorm cannot normalise one value per channel; see models/norm.py.
+        return norm_single_sample(self.norm1, gap)

@@ -139,3 +139,55 @@ def check_input(x: Any, in_channels: int) -> None:
         raise ValueError(
             f'ResNeSt: input has {x.size(1)} channels (shape {tuple(x.shape)}), but the '
             f'backbone was built with in_channels={in_channels}.')
+
+
+def _check_stage_flags(option: str, value: Any, num_stages: int) -> None:
+    if (not isinstance(value, Sequence) or isinstance(value, str)
+            or not all(isinstance(v, bool) for v in value)):
+        _fail(option, value, f'expected a sequence of {num_stages} bools, one per stage',
+              TypeError)
+    if len(value) < num_stages:
+        _fail(option, value, f'expected at least {num_stages} values (num_stages={num_stages})')
+
+
+def _check_probability(option: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        _fail(option, value, 'expected a float in [0, 1)')
+
+
+def check_regularisation_args(
+    *, drop_path_rate: Any, dropblock: Any, stage_with_dropblock: Any, num_stages: int
+) -> None:
+    """Check the stochastic-depth and DropBlock options of :class:`ResNeSt`."""
+    _check_probability('drop_path_rate', drop_path_rate)
+    _check_stage_flags('stage_with_dropblock', stage_with_dropblock, num_stages)
+    if dropblock is None:
+        return
+    if not isinstance(dropblock, Mapping):
+        _fail('dropblock', dropblock, 'expected None or dict(drop_prob=..., block_size=...)',
+              TypeError)
+    unknown = sorted(set(dropblock) - {'drop_prob', 'block_size'})
+    if unknown:
+        _fail('dropblock', dict(dropblock), f'unknown keys {unknown}; allowed: drop_prob, '
+              'block_size')
+    _check_probability("dropblock['drop_prob']", dropblock.get('drop_prob', 0.0))
+    _check_positive_int("dropblock['block_size']", dropblock.get('block_size', 3))
+
+
+def check_dcn_args(*, dcn: Any, stage_with_dcn: Any, conv_cfg: Any, num_stages: int) -> None:
+    """Check the deformable-convolution options of :class:`ResNeSt`."""
+    _check_stage_flags('stage_with_dcn', stage_with_dcn, num_stages)
+    if dcn is None:
+        return
+    if not isinstance(dcn, Mapping) or 'type' not in dcn:
+        _fail('dcn', dcn, "expected None or a dict with a 'type' key, e.g. dict(type='DCNv2', "
+              'deform_groups=1)', TypeError)
+    import mmcv.ops  # noqa: F401  (registers DCN and DCNv2)
+    with MMENGINE_MODELS.switch_scope_and_registry(None) as registry:
+        cls = registry.get(dcn['type'])
+    if cls is None:
+        _fail("dcn['type']", dcn['type'], "expected a registered convolution such as 'DCN' or "
+              "'DCNv2'")
+    if not isinstance(dcn.get('fallback_on_stride', False), bool):
+        _fail("dcn['fallback_on_stride']", dcn['fallback_on_stride'], 'expected a bool',
+              TypeError)

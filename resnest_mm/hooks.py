@@ -1,0 +1,45 @@
+"""Training hooks: ``type='resnest_mm.DropBlockScheduleHook'`` in ``custom_hooks``."""
+
+from __future__ import annotations
+
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
+from mmengine.registry import Registry
+
+from .models.drop import linear_ramp, set_dropblock_prob
+
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='resnest_mm', locations=['resnest_mm.hooks'])
+
+
+@HOOKS.register_module()
+class DropBlockScheduleHook(Hook):
+    """Ramp the probability of every DropBlock linearly from 0 to ``drop_prob``.
+
+    Before each training iteration ``i`` (0-based) it sets
+    ``drop_prob * min(i + 1, ramp_iters) / ramp_iters``, as the official recipe ramps it over
+    training. Validation and test run in eval mode, where DropBlock does nothing.
+
+    Args:
+        drop_prob (float): Final probability, in ``[0, 1)``. Default: 0.1.
+        ramp_iters (int): Iterations to reach it; 0 sets it at once. Default: 0.
+    """
+
+    priority = 'NORMAL'
+
+    def __init__(self, drop_prob: float = 0.1, ramp_iters: int = 0) -> None:
+        if not 0.0 <= drop_prob < 1.0:
+            raise ValueError(f'DropBlockScheduleHook: drop_prob={drop_prob!r} is invalid; '
+                             'expected a float in [0, 1).')
+        if isinstance(ramp_iters, bool) or not isinstance(ramp_iters, int) or ramp_iters < 0:
+            raise ValueError(f'DropBlockScheduleHook: ramp_iters={ramp_iters!r} is invalid; '
+                             'expected an int >= 0.')
+        self.drop_prob = drop_prob
+        self.ramp_iters = ramp_iters
+
+    def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        prob = linear_ramp(self.drop_prob, runner.iter + 1, self.ramp_iters)
+        if set_dropblock_prob(model, prob) == 0 and runner.iter == 0:
+            raise RuntimeError('DropBlockScheduleHook: the model has no DropBlock; build the '
+                               "backbone with dropblock=dict(drop_prob=0.0, block_size=3).")

@@ -1,0 +1,54 @@
+"""Batch-norm of the attention's pooled map when a training batch holds a single sample.
+
+The split attention normalises a globally pooled ``(B, C, 1, 1)`` map. With one image per
+process, BatchNorm in training mode sees one value per channel and PyTorch raises
+``Expected more than 1 value per channel when training``. Here that case normalises with the
+layer's running statistics (as in eval mode) and leaves them untouched; the affine weight and
+bias still learn. A SyncBN that averages over several processes has more than one value and is
+left alone, as are GroupNorm and any other norm. The fallback is announced once per process.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+_warned = False
+
+
+def _synced_over_processes(norm: nn.Module) -> bool:
+    """Whether ``norm`` is a SyncBN that gathers statistics from more than one process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    if isinstance(norm, nn.SyncBatchNorm):
+        group = norm.process_group if norm.process_group is not None else dist.group.WORLD
+        return dist.get_world_size(group) > 1
+    return getattr(norm, 'group_size', 1) > 1  # mmcv's MMSyncBN
+
+
+def needs_running_stats(norm: nn.Module, x: torch.Tensor) -> bool:
+    """True when a training BatchNorm would see a single value per channel in ``x``."""
+    return (isinstance(norm, _BatchNorm) and norm.training and norm.running_mean is not None
+            and x.numel() == x.size(1) and not _synced_over_processes(norm))
+
+
+def norm_single_sample(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply ``norm`` to ``x``, using the running statistics when the batch has one value per
+    channel (see the module docstring); otherwise exactly ``norm(x)``."""
+    if not needs_running_stats(norm, x):
+        return norm(x)
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            'ResNeSt split attention: a training batch of one sample gives its BatchNorm a '
+            'single value per channel; normalising that pooled map with the running statistics '
+            '(not updated) instead. Use 2+ images per process, SyncBN over several processes or '
+            'GN to train these statistics.', UserWarning, stacklevel=2)
+    return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                        training=False, momentum=0.0, eps=norm.eps)
