@@ -18,6 +18,7 @@ from mmengine.model import BaseModule, Sequential
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..checkpoint import load_pretrained, split_pretrained_cfg
 from ..registry import MODELS
 from .drop import DropBlock2d, DropPath, drop_path_rates, set_dropblock_prob
 from .split_attention import SplitAttentionConv2d
@@ -242,6 +243,11 @@ class ResNeSt(BaseModule):
         269: (3, 30, 48, 8),
     }
     block = ResNeStBottleneck
+    # Used when init_cfg is None, and before a Pretrained load (which may be partial).
+    default_init_cfg = [
+        dict(type='Kaiming', layer='Conv2d'),
+        dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']),
+    ]
 
     def __init__(
         self,
@@ -295,10 +301,7 @@ class ResNeSt(BaseModule):
                 stacklevel=2)
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         if init_cfg is None:
-            init_cfg = [
-                dict(type='Kaiming', layer='Conv2d'),
-                dict(type='Constant', val=1, layer=['_BatchNorm', 'GroupNorm']),
-            ]
+            init_cfg = self.default_init_cfg
         super().__init__(init_cfg)
         self.depth = depth
         self.in_channels = in_channels
@@ -395,6 +398,28 @@ class ResNeSt(BaseModule):
     def set_dropblock_prob(self, drop_prob: float) -> None:
         """Set the probability of every DropBlock (for a schedule that ramps it up)."""
         set_dropblock_prob(self, drop_prob)
+
+    def init_weights(self) -> None:
+        """Initialise; a ``Pretrained`` init_cfg entry loads strictly, in any ResNeSt layout.
+
+        mmengine's own ``Pretrained`` loads with ``strict=False``, so a wrong checkpoint would
+        silently leave the backbone random. Here the entry goes to
+        :func:`resnest_mm.checkpoint.load_pretrained` (keys ``checkpoint``, ``prefix``,
+        ``map_location``, ``strict``). A strict load overwrites every tensor; before a partial
+        one (``strict=False``) the rest of ``init_cfg`` (or the default init) runs.
+        """
+        pretrained, others = split_pretrained_cfg(self.init_cfg)
+        if pretrained is None or self.is_init:
+            super().init_weights()
+            return
+        if pretrained.get('strict', True) is False:
+            init_cfg, self.init_cfg = self.init_cfg, others or self.default_init_cfg
+            try:
+                super().init_weights()
+            finally:
+                self.init_cfg = init_cfg
+        load_pretrained(self, **pretrained)
+        self._is_init = True
 
     def frozen_modules(self) -> list[nn.Module]:
         """The stem and the first ``frozen_stages`` stages (empty when -1)."""
