@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .norm import norm_single_sample
 
@@ -49,6 +50,69 @@ class RadixSoftmax(nn.Module):
             return torch.sigmoid(logits).view(batch, 1, -1)
         logits = logits.view(batch, self.groups, self.radix, -1).transpose(1, 2)
         return F.softmax(logits, dim=1).reshape(batch, self.radix, -1)
+
+
+class _WeightedSum(torch.autograd.Function):
+    """``sum_r attn[:, r] * splits[:, r]`` with a lean backward.
+
+    It saves only its inputs (``splits`` is kept for the ReLU's backward anyway) and writes the
+    gradient of ``splits`` into one buffer, where autograd's multiply-then-sum would allocate
+    full-size temporaries for each product and each gradient. Not twice differentiable.
+    """
+
+    @staticmethod
+    def forward(ctx, splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(splits, attn)
+        return _weighted_sum_no_grad(splits, attn)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        splits, attn = ctx.saved_tensors
+        grad_splits = torch.empty_like(splits)
+        grad_attn = torch.empty_like(attn) if ctx.needs_input_grad[1] else None
+        for r in range(splits.size(1)):
+            buffer = grad_splits[:, r]
+            if grad_attn is not None:
+                torch.mul(grad, splits[:, r], out=buffer)
+                grad_attn[:, r] = buffer.sum(dim=(-2, -1), keepdim=True)
+            torch.mul(grad, attn[:, r], out=buffer)
+        return grad_splits, grad_attn
+
+
+def _weighted_sum_no_grad(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    # Products rounded one by one and summed in radix order: the same bits as
+    # ``(splits * attn).sum(dim=1)`` without its (B, R, C, H, W) temporary. (addcmul's fused
+    # multiply-add rounds differently, which training-mode BatchNorm over tiny maps amplifies.)
+    out = splits[:, 0] * attn[:, 0]
+    for r in range(1, splits.size(1)):
+        out += splits[:, r] * attn[:, r]
+    return out
+
+
+@torch.jit.unused
+def _weighted_sum_eager(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        # Plain ops export to ONNX and compile without graph breaks.
+        return (splits * attn).sum(dim=1)
+    if torch.is_grad_enabled() and (splits.requires_grad or attn.requires_grad):
+        return _WeightedSum.apply(splits, attn)
+    return _weighted_sum_no_grad(splits, attn)
+
+
+def weighted_sum(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    """Attention-weighted sum of the radix splits.
+
+    Args:
+        splits (Tensor): ``(B, radix, C, H, W)``.
+        attn (Tensor): ``(B, radix, C, 1, 1)``.
+
+    Returns:
+        Tensor: ``(B, C, H, W)``, ``sum_r attn[:, r] * splits[:, r]``.
+    """
+    if torch.jit.is_scripting():
+        return (splits * attn).sum(dim=1)
+    return _weighted_sum_eager(splits, attn)
 
 
 class SplitAttentionConv2d(nn.Module):
@@ -114,7 +178,7 @@ class SplitAttentionConv2d(nn.Module):
         batch, _, height, width = x.shape
         splits = x.view(batch, self.radix, self.channels, height, width)
         attn = self.attention(splits.sum(dim=1))
-        return (splits * attn.view(batch, self.radix, self.channels, 1, 1)).sum(dim=1)
+        return weighted_sum(splits, attn.view(batch, self.radix, self.channels, 1, 1))
 
     def attention(self, fused: torch.Tensor) -> torch.Tensor:
         """Attention weights ``(B, radix, channels)`` from the fused splits ``(B, C, H, W)``."""

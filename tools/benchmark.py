@@ -1,0 +1,84 @@
+"""Benchmark resnest_mm's ResNeSt against MMDetection's ResNeSt and ResNet (or two detectors).
+
+Examples:
+    python tools/benchmark.py                       # S-50, batch 2, 512x512, CPU, 2 threads
+    python tools/benchmark.py --device cuda --amp --memory-format channels_last --batch 32 \
+        --size 224
+    python tools/benchmark.py --detector            # one Faster R-CNN iteration, ours vs mmdet
+
+Prints a table and writes ``<out-dir>/<name>.json`` and ``<out-dir>/<name>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from resnest_mm import benchmark
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--depth', type=int, default=50)
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--size', type=int, nargs='+', default=[512],
+                        help='input size: one value (square) or height width')
+    parser.add_argument('--device', default='cpu', help='cpu or cuda')
+    parser.add_argument('--amp', action='store_true', help='float16 autocast (CUDA only)')
+    parser.add_argument('--memory-format', default='contiguous',
+                        help='contiguous or channels_last')
+    parser.add_argument('--threads', type=int, default=2,
+                        help='torch.set_num_threads value; 0 leaves torch\'s default')
+    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--warmup', type=int, default=1)
+    parser.add_argument('--stem-channels', type=int, default=None)
+    parser.add_argument('--base-channels', type=int, default=64)
+    parser.add_argument('--frozen-stages', type=int, default=1)
+    parser.add_argument('--reference', default='ResNetV1d', help='ResNetV1d, ResNet or none')
+    parser.add_argument('--flops-size', type=int, default=224,
+                        help='square size of the FLOP count beside the published one; 0: skip')
+    parser.add_argument('--detector', action='store_true',
+                        help='time one Faster R-CNN training iteration and one inference')
+    parser.add_argument('--config', default=benchmark.DetectorBenchmarkConfig.ours,
+                        help='our detector config (--detector)')
+    parser.add_argument('--mmdet-config', default=benchmark.DetectorBenchmarkConfig.theirs,
+                        help="MMDetection's detector config (--detector)")
+    parser.add_argument('--out-dir', default='work_dirs/benchmark')
+    parser.add_argument('--name', default=None, help='file name stem of the JSON and PNG')
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if len(args.size) not in (1, 2):
+        raise SystemExit(f'benchmark: --size={args.size} is invalid; give one or two values')
+    size = (args.size[0], args.size[-1])
+    common = dict(batch=args.batch, size=size, device=args.device, amp=args.amp,
+                  memory_format=args.memory_format, threads=args.threads or None,
+                  repeats=args.repeats, warmup=args.warmup)
+    try:
+        if args.detector:
+            cfg = benchmark.DetectorBenchmarkConfig(
+                ours=args.config, theirs=args.mmdet_config, **common)
+            result = benchmark.run_detector_benchmark(cfg)
+        else:
+            cfg = benchmark.BenchmarkConfig(
+                depth=args.depth, stem_channels=args.stem_channels,
+                base_channels=args.base_channels, frozen_stages=args.frozen_stages,
+                reference=args.reference, flops_size=args.flops_size or None, **common)
+            result = benchmark.run_benchmark(cfg)
+    except ValueError as err:
+        print(err, file=sys.stderr)
+        return 2
+    name = args.name or ('detector' if args.detector else f'backbone_s{args.depth}') + (
+        f'_{args.device}_b{args.batch}_{size[0]}x{size[1]}_{args.memory_format}'
+        + ('_amp' if args.amp else ''))
+    print(benchmark.format_table(result))
+    json_path = benchmark.write_json(result, f'{args.out_dir}/{name}.json')
+    png_path = benchmark.draw_chart(result, f'{args.out_dir}/{name}.png')
+    print(f'wrote {json_path} and {png_path}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
