@@ -345,7 +345,7 @@ class BackboneWeights:
 
 
 def unwrap_state_dict(obj: Any, source: str = 'checkpoint') -> tuple[dict, str]:
-    """The ``{key: tensor}`` mapping of a loaded file and its container name.
+    """The ``{key: value}`` mapping of a loaded file and its container name.
 
     Accepts a bare state dict or one under ``state_dict`` (mmengine, mmdet, timm training) or
     ``model`` (Detectron2). A ``module.`` (DataParallel) prefix on every key is removed.
@@ -357,15 +357,8 @@ def unwrap_state_dict(obj: Any, source: str = 'checkpoint') -> tuple[dict, str]:
         if isinstance(obj.get(name), Mapping):
             obj, container = obj[name], name
             break
-    state_dict = {}
-    for key, value in obj.items():
-        if isinstance(value, np.ndarray):
-            value = torch.from_numpy(value)
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise TypeError(
-                f'{source}: {key!r} holds a {type(value).__name__}, not a tensor; expected a '
-                "state dict, bare or under 'state_dict' or 'model'.")
-        state_dict[key] = value
+    state_dict = {str(key): torch.from_numpy(value) if isinstance(value, np.ndarray) else value
+                  for key, value in obj.items()}
     if state_dict and all(k.startswith('module.') for k in state_dict):
         state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
     return state_dict, container
@@ -410,6 +403,9 @@ def to_openmmlab(obj: Any, prefix: str | None = None, source: str = 'checkpoint'
     rename = KEY_TO_MM[layout]
     converted, dropped = {}, []
     for key, short in zip(selected, stripped, strict=True):
+        if not isinstance(state_dict[key], torch.Tensor):
+            raise TypeError(f'{source}: backbone key {key!r} holds a '
+                            f'{type(state_dict[key]).__name__}, not a tensor.')
         if short.startswith(CLASSIFIER_PREFIXES):
             dropped.append(key)
         else:

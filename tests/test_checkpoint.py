@@ -186,6 +186,19 @@ def test_unknown_layout_names_the_file_and_keys(tmp_path):
         ckpt.load_pretrained(small_model(), path)
 
 
+def test_non_tensor_entries_outside_the_backbone_are_ignored(tmp_path):
+    weights = small_model(seed=1).state_dict()
+    path = tmp_path / 'extra.pth'
+    torch.save({'state_dict': {**{f'backbone.{k}': v for k, v in weights.items()},
+                               'head.version': 2}}, path)
+    model = small_model(seed=2)
+    assert ckpt.load_pretrained(model, path).weights.ignored == ['head.version']
+    assert_same_weights(model, weights)
+    torch.save({**weights, 'layer1.0.conv1.weight': 'not a tensor'}, path)
+    with pytest.raises(TypeError, match=r"extra\.pth.*'layer1\.0\.conv1\.weight' holds a str"):
+        ckpt.load_pretrained(model, path)
+
+
 def test_explicit_prefix_selects_the_backbone(tmp_path):
     weights = small_model(seed=1).state_dict()
     path = tmp_path / 'prefixed.pth'
@@ -270,6 +283,30 @@ def test_init_cfg_pretrained_loads_strictly_through_init_weights(tmp_path):
     wrong = ResNeSt(**{**SMALL, 'stem_channels': 64},
                     init_cfg=dict(type='Pretrained', checkpoint=str(path)))
     with pytest.raises(ckpt.WeightMismatchError, match='stem_channels'):
+        wrong.init_weights()
+
+
+def test_pretrained_backbone_inside_a_model_loads_through_our_loader(tmp_path):
+    """As in a detector: the parent's init_weights reaches the backbone's, which loads strictly."""
+    from mmengine.model import BaseModule
+
+    weights = small_model(seed=1).state_dict()
+    path = tmp_path / 'det.pth'
+    torch.save({'state_dict': {f'backbone.{k}': v for k, v in weights.items()},
+                'meta': {'epoch': 12}}, path)
+
+    class Detector(BaseModule):
+        def __init__(self, backbone_cfg):
+            super().__init__()
+            self.backbone = ResNeSt(**backbone_cfg)
+            self.head = torch.nn.Conv2d(4, 4, 1)
+
+    model = Detector({**SMALL, 'init_cfg': dict(type='Pretrained', checkpoint=str(path))})
+    model.init_weights()
+    assert_same_weights(model.backbone, weights)
+    wrong = Detector({**SMALL, 'depth': 26,
+                      'init_cfg': dict(type='Pretrained', checkpoint=str(path))})
+    with pytest.raises(ckpt.WeightMismatchError, match='depth'):
         wrong.init_weights()
 
 
@@ -487,7 +524,9 @@ def test_convert_cli(tmp_path):
     written = list(tmp_path.glob('bb-*.pth'))
     assert len(written) == 1 and written[0].name == f'bb-{ckpt.sha256_of(written[0])[:8]}.pth'
     assert 'layout detected: OpenMMLab backbone' in result.stdout
-    assert f'tensors: {len(source.state_dict())}' in result.stdout
+    num_tensors = len(source.state_dict())
+    assert f'{num_tensors}/{num_tensors}' in result.stdout  # the progress bar
+    assert f'tensors: {num_tensors}' in result.stdout
     assert f'parameters: {sum(p.numel() for p in source.parameters()):,}' in result.stdout
     model = small_model(seed=6)
     ckpt.load_pretrained(model, written[0])
