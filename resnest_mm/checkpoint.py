@@ -428,7 +428,7 @@ class LoadReport:
         path: The file read.
         weights: The backbone weights found in it.
         loaded: Model keys that received a tensor.
-        missing: Model keys the checkpoint lacks (``num_batches_tracked`` excepted).
+        missing: Model keys the checkpoint lacks (``num_batches_tracked``, DCN offsets excepted).
         unexpected: Checkpoint keys the model lacks.
         mismatched: ``(key, checkpoint shape, model shape)`` for keys whose shapes differ.
     """
@@ -449,7 +449,9 @@ def compare_state_dicts(source: Mapping[str, torch.Tensor], target: Mapping[str,
                         ) -> tuple[list[str], list[str], list[str], list]:
     """Matching, missing, unexpected and shape-mismatched keys of ``source`` against ``target``.
 
-    ``num_batches_tracked`` counts neither as missing nor as unexpected.
+    ``num_batches_tracked`` counts neither as missing nor as unexpected, and the offset
+    convolutions of deformable (DCN) layers, which ImageNet weights never have, not as missing
+    (mmcv builds them zero-initialised: the DCN starts as the plain convolution).
     """
     def optional(key: str) -> bool:
         return key.endswith('num_batches_tracked')
@@ -461,9 +463,14 @@ def compare_state_dicts(source: Mapping[str, torch.Tensor], target: Mapping[str,
                 matched.append(key)
             else:
                 mismatched.append((key, tuple(value.shape), tuple(target[key].shape)))
-    missing = [k for k in target if k not in source and not optional(k)]
+    missing = [k for k in target if k not in source and not optional(k) and not dcn_offset(k)]
     unexpected = [k for k in source if k not in target and not optional(k)]
     return matched, missing, unexpected, mismatched
+
+
+def dcn_offset(key: str) -> bool:
+    """Whether a key belongs to the offset convolution of an mmcv DCN layer."""
+    return '.conv_offset.' in key
 
 
 def _architecture(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
@@ -569,20 +576,24 @@ def load_pretrained(
     if strict and not report.complete:
         raise WeightMismatchError(_mismatch_message(report, target))
     model.load_state_dict({k: weights.state_dict[k] for k in matched}, strict=False)
-    _log_report(report, len(target), logger)
+    _log_report(report, target, logger)
     return report
 
 
-def _log_report(report: LoadReport, num_target: int, logger: Any) -> None:
+def _log_report(report: LoadReport, target: Mapping[str, torch.Tensor], logger: Any) -> None:
     weights = report.weights
     skipped = []
+    loaded = set(report.loaded)
+    offsets = [k for k in target if dcn_offset(k) and k not in loaded]
+    if offsets:
+        skipped.append(f'{len(offsets)} DCN offset tensors keep their zero initialisation')
     if weights.dropped:
         skipped.append(f'dropped {len(weights.dropped)} classifier tensors')
     if weights.ignored:
         heads = sorted({k.split('.')[0] for k in weights.ignored})
         skipped.append(f'ignored {len(weights.ignored)} non-backbone tensors ({", ".join(heads)})')
     extra = f' ({"; ".join(skipped)})' if skipped else ''
-    print_log(f'ResNeSt: loaded {len(report.loaded)}/{num_target} backbone tensors from '
+    print_log(f'ResNeSt: loaded {len(report.loaded)}/{len(target)} backbone tensors from '
               f'{report.path} [{weights.describe()}]{extra}', logger=logger)
     if not report.complete:
         print_log(

@@ -236,6 +236,24 @@ def test_depth_mismatch_is_an_error_with_the_depth(tmp_path):
     assert '(2, 2, 2, 2) blocks per stage (depth=26)' in message
 
 
+def test_dcn_offsets_may_be_missing_and_stay_zero(tmp_path):
+    """ImageNet weights have no DCN offsets; mmcv builds them at zero, and they stay so."""
+    weights = small_model(seed=1).state_dict()
+    path = tmp_path / 'imagenet.pth'
+    torch.save(weights, path)
+    dcn = dict(type='DCNv2', deform_groups=1, fallback_on_stride=False)
+    model = ResNeSt(**SMALL, dcn=dcn, stage_with_dcn=(False, True, True, True),
+                    init_cfg=dict(type='Pretrained', checkpoint=str(path)))
+    offsets = {k: v for k, v in model.state_dict().items() if '.conv_offset.' in k}
+    assert len(offsets) == 6
+    with captured_log() as records:
+        model.init_weights()
+    assert_same_weights(model, {k: v for k, v in weights.items() if 'conv2.conv.' not in k})
+    assert torch.equal(model.layer2[0].conv2.conv.weight, weights['layer2.0.conv2.conv.weight'])
+    assert all(not v.any() for k, v in model.state_dict().items() if k in offsets)
+    assert '6 DCN offset tensors keep their zero initialisation' in records[-1].getMessage()
+
+
 def test_missing_backbone_tensor_is_an_error(tmp_path):
     weights = small_model().state_dict()
     del weights['layer3.0.conv2.fc1.weight']
