@@ -7,7 +7,9 @@ replaced by one that fails, or that copies a local file).
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
+import os
 import subprocess
 import sys
 import urllib.error
@@ -534,10 +536,13 @@ def test_convert_cli(tmp_path):
     src = tmp_path / 'det.pth'
     torch.save({'state_dict': {f'backbone.{k}': v for k, v in source.state_dict().items()},
                 'meta': {'epoch': 12}}, src)
-    result = subprocess.run(
-        [sys.executable, str(REPO / 'tools' / 'convert_weights.py'), str(src),
-         str(tmp_path / 'bb.pth')],
-        capture_output=True, text=True, timeout=120, check=False)
+    def convert(*args):
+        return subprocess.run(
+            [sys.executable, str(REPO / 'tools' / 'convert_weights.py'), *map(str, args)],
+            capture_output=True, text=True, timeout=180, check=False,
+            env={**os.environ, 'PYTHONPATH': str(REPO)})
+
+    result = convert(src, tmp_path / 'bb.pth')
     assert result.returncode == 0, result.stderr
     written = list(tmp_path.glob('bb-*.pth'))
     assert len(written) == 1 and written[0].name == f'bb-{ckpt.sha256_of(written[0])[:8]}.pth'
@@ -549,6 +554,17 @@ def test_convert_cli(tmp_path):
     model = small_model(seed=6)
     ckpt.load_pretrained(model, written[0])
     assert_same_weights(model, source.state_dict())
+
+    # A bad input ends the tool with a one-line message, not a traceback (in-process: faster).
+    spec = importlib.util.spec_from_file_location('convert_weights',
+                                                  REPO / 'tools' / 'convert_weights.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    src.write_bytes(b'not a checkpoint')
+    with pytest.raises(SystemExit) as info:
+        tool.main([str(src), str(tmp_path / 'again.pth'), '--quiet'])
+    assert str(info.value.code).startswith('convert_weights.py: error: cannot read checkpoint')
+    assert 'det.pth' in str(info.value.code)
 
 
 def test_convert_rejects_unknown_target(tmp_path):

@@ -11,6 +11,7 @@ everything else is :func:`resnest_mm.checkpoint.convert_checkpoint`.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from resnest_mm.checkpoint import convert_checkpoint, known_names
 
@@ -29,8 +30,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    summary = convert_checkpoint(args.src, args.dst, to=args.to, prefix=args.prefix,
-                                 progress=not args.quiet)
+    try:
+        summary = convert_checkpoint(args.src, args.dst, to=args.to, prefix=args.prefix,
+                                     progress=not args.quiet)
+    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as error:
+        sys.exit(f'convert_weights.py: error: {error}')
     print(summary)
 
 
