@@ -32,6 +32,18 @@ def test_demo_configs_inherit_the_real_configs(demo):
     assert cfg.default_scope == real.default_scope
 
 
+def test_cascade_demo_restates_the_real_stage_lists():
+    """Lists are replaced whole by config inheritance: the demo restates them, changing only
+    the number of classes and of sampled RoIs."""
+    cfg, real = load_config(CASCADE), load_config(REPO / 'configs' / REAL_CONFIGS[CASCADE])
+    assert len(cfg.model.roi_head.bbox_head) == len(real.model.roi_head.bbox_head) == 3
+    for ours, theirs in zip(cfg.model.roi_head.bbox_head, real.model.roi_head.bbox_head,
+                            strict=True):
+        assert ours == {**theirs, 'num_classes': 3}
+    for ours, theirs in zip(cfg.model.train_cfg.rcnn, real.model.train_cfg.rcnn, strict=True):
+        assert ours == {**theirs, 'sampler': {**theirs['sampler'], 'num': 64}}
+
+
 def test_demo_run_trains_evaluates_and_draws(tmp_path, monkeypatch):
     """The demo path end to end with a tiny DeepLabV3 (the real run is `make demo`)."""
     import resnest_mm.apis.demo as demo

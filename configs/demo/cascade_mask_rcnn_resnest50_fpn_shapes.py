@@ -1,6 +1,6 @@
 # Demo: Cascade Mask R-CNN S-50 (configs/cascade_mask_rcnn_resnest50_fpn.py) trained from
 # scratch for a short run on the synthetic shapes in COCO layout, boxes and polygon masks.
-# Only what a 2-core CPU needs changes: 192x192 images, fewer proposals and sampled RoIs per
+# Only what a 2-core CPU needs changes: 128x128 images, fewer proposals and sampled RoIs per
 # cascade stage, an iteration-based schedule and no ImageNet weights.
 _base_ = '../cascade_mask_rcnn_resnest50_fpn.py'
 
@@ -8,19 +8,42 @@ data_root = 'data/shapes_coco/'
 metainfo = dict(
     classes=('square', 'circle', 'triangle'),
     palette=[(220, 20, 60), (0, 130, 230), (250, 170, 30)])
-image_size = (192, 192)
-max_iters = 60
-warmup_iters = 20
-rcnn_sampler = dict(sampler=dict(num=64))
+image_size = (128, 128)
+max_iters = 30
+warmup_iters = 10
+# Cascade stages are lists, which configs replace whole: restated with 3 classes, 64 RoIs.
+stage_stds = ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067])
+stage_ious = (0.5, 0.6, 0.7)
 
 model = dict(
     backbone=dict(init_cfg=None),
     roi_head=dict(
-        bbox_head=[dict(num_classes=3), dict(num_classes=3), dict(num_classes=3)],
+        bbox_head=[
+            dict(
+                type='Shared4Conv1FCBBoxHead', in_channels=256, conv_out_channels=256,
+                fc_out_channels=1024, roi_feat_size=7, num_classes=3,
+                norm_cfg=dict(type='SyncBN', requires_grad=True), reg_class_agnostic=True,
+                bbox_coder=dict(
+                    type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0],
+                    target_stds=stds),
+                loss_cls=dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0),
+                loss_bbox=dict(type='SmoothL1Loss', beta=1.0, loss_weight=1.0))
+            for stds in stage_stds
+        ],
         mask_head=dict(num_classes=3)),
     train_cfg=dict(
         rpn_proposal=dict(nms_pre=500, max_per_img=200),
-        rcnn=[rcnn_sampler, rcnn_sampler, rcnn_sampler]),
+        rcnn=[
+            dict(
+                assigner=dict(
+                    type='MaxIoUAssigner', pos_iou_thr=iou, neg_iou_thr=iou, min_pos_iou=iou,
+                    match_low_quality=False, ignore_iof_thr=-1),
+                sampler=dict(
+                    type='RandomSampler', num=64, pos_fraction=0.25, neg_pos_ub=-1,
+                    add_gt_as_proposals=True),
+                mask_size=28, pos_weight=-1, debug=False)
+            for iou in stage_ious
+        ]),
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=100)))
 
 train_pipeline = [
@@ -39,6 +62,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'), pipeline=train_pipeline))

@@ -1,15 +1,15 @@
 # Demo: DeepLabV3 S-50 d8 (configs/deeplabv3_resnest50_d8_ade20k.py) trained from scratch for a
 # short run on the synthetic shapes in ADE20K layout (label PNGs, reduce_zero_label=True).
 # Four ADE20K classes are used (background 'wall', shapes 'box', 'ball', 'tent'). Only what a
-# 2-core CPU needs changes: 192x192 crops, narrower heads, a short schedule, no ImageNet weights.
+# 2-core CPU needs changes: 128x128 images, narrower heads, a short schedule, no ImageNet weights.
 _base_ = '../deeplabv3_resnest50_d8_ade20k.py'
 
 data_root = 'data/shapes_ade20k/'
 metainfo = dict(
     classes=('wall', 'box', 'ball', 'tent'),
     palette=[(120, 120, 120), (220, 20, 60), (0, 130, 230), (250, 170, 30)])
-crop_size = (192, 192)
-max_iters = 60
+crop_size = (128, 128)
+max_iters = 40
 warmup_iters = 10
 
 model = dict(

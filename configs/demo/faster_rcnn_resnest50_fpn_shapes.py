@@ -1,6 +1,6 @@
 # Demo: Faster R-CNN S-50 (configs/faster_rcnn_resnest50_fpn.py) trained from scratch for a short
 # run on the synthetic shapes in COCO layout (tools/demo.py generates them under data/).
-# Only what a 2-core CPU needs changes: 192x192 images, fewer proposals and sampled RoIs, an
+# Only what a 2-core CPU needs changes: 128x128 images, fewer proposals and sampled RoIs, an
 # iteration-based schedule and no ImageNet weights (nothing is downloaded).
 _base_ = '../faster_rcnn_resnest50_fpn.py'
 
@@ -8,9 +8,9 @@ data_root = 'data/shapes_coco/'
 metainfo = dict(
     classes=('square', 'circle', 'triangle'),
     palette=[(220, 20, 60), (0, 130, 230), (250, 170, 30)])
-image_size = (192, 192)
-max_iters = 60
-warmup_iters = 20
+image_size = (128, 128)
+max_iters = 40
+warmup_iters = 10
 
 model = dict(
     backbone=dict(init_cfg=None),
@@ -36,6 +36,7 @@ test_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=2, num_workers=0, persistent_workers=False,
+    sampler=dict(type='InfiniteSampler', shuffle=True),
     dataset=dict(
         data_root=data_root, metainfo=metainfo, ann_file='annotations/instances_train.json',
         data_prefix=dict(img='train/'), pipeline=train_pipeline))

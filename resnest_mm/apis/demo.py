@@ -31,6 +31,7 @@ SHOWN_METRICS = {
     'coco': ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'),
     'ade20k': ('mIoU', 'mAcc', 'aAcc'),
 }
+IMAGE_SIZE = dict(height=128, width=128)  # what the demo configs train and test on
 DATASETS = {  # folder under the data root, generator, images (train, val), seed
     'coco': ('shapes_coco', make_coco, (16, 8), 0),
     'ade20k': ('shapes_ade20k', make_ade20k, (16, 8), 0),
@@ -40,9 +41,9 @@ CHECK_DATASETS = {
     'coco': ('shapes_overfit_coco', make_coco, (4, 0), 1),
     'ade20k': ('shapes_overfit_ade20k', make_ade20k, (4, 0), 1),
 }
-CHECKS = {  # model, iterations, metric, threshold (in the metric's own unit)
-    'faster_rcnn': (100, 'coco/bbox_mAP_50', 0.9),
-    'deeplabv3': (100, 'mIoU', 70.0),
+CHECKS = {  # model: iterations, batch size, metric, threshold (in the metric's own unit)
+    'faster_rcnn': (100, 4, 'coco/bbox_mAP_50', 0.9),
+    'deeplabv3': (80, 2, 'mIoU', 70.0),
 }
 
 
@@ -84,7 +85,8 @@ def ensure_dataset(data_root: str | Path, layout: str, check: bool = False) -> s
     if not (root / '.complete').exists():
         print(f'Generating {root} ...', flush=True)
         shapes = (2, 2) if check else (1, 3)
-        make(root, num_train=num_train, num_val=num_val, seed=seed, num_shapes=shapes)
+        make(root, num_train=num_train, num_val=num_val, seed=seed, num_shapes=shapes,
+             **IMAGE_SIZE)
         (root / '.complete').touch()
     return str(root) + '/'
 
@@ -166,14 +168,21 @@ def run_demo(work_dir: str, data_root: str, names: list[str]) -> list[DemoResult
     return results
 
 
-def run_learning_check(work_dir: str, data_root: str) -> bool:
-    """Overfit a handful of images with Faster R-CNN and DeepLabV3; print and return pass/fail."""
+def run_learning_check(work_dir: str, data_root: str, names: list[str] | None = None) -> bool:
+    """Overfit a handful of images with Faster R-CNN and DeepLabV3; print and return pass/fail.
+
+    Args:
+        work_dir, data_root: as :func:`run_demo`.
+        names: which of ``CHECKS`` to run (default all).
+    """
     passed = True
     results = []
-    for name, (iters, metric, threshold) in CHECKS.items():
+    for name in names or list(CHECKS):
+        iters, batch_size, metric, threshold = CHECKS[name]
         options = {
             'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
-            'default_hooks.checkpoint.interval': iters, 'train_dataloader.batch_size': 4}
+            'default_hooks.checkpoint.interval': iters,
+            'train_dataloader.batch_size': batch_size}
         result = train_and_test(name, osp.join(work_dir, 'check'), data_root, True, options)
         ok = result.metrics[metric] >= threshold
         passed &= ok
