@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
+import numpy as np
 from mmengine.hooks import Hook
 from mmengine.utils import ProgressBar
 
@@ -42,7 +44,7 @@ CHECK_DATASETS = {
     'ade20k': ('shapes_overfit_ade20k', make_ade20k, (4, 0), 1),
 }
 CHECKS = {  # model: iterations, batch size, metric, threshold (in the metric's own unit)
-    'faster_rcnn': (100, 4, 'coco/bbox_mAP_50', 0.9),
+    'faster_rcnn': (80, 2, 'coco/bbox_mAP_50', 0.9),
     'deeplabv3': (80, 2, 'mIoU', 70.0),
 }
 
@@ -159,12 +161,40 @@ def _print_result(result: DemoResult) -> None:
     print(f'    pictures: {result.pictures}')
 
 
+def save_overview(results: list[DemoResult], path: str, per_model: int = 2,
+                  height: int = 160) -> str:
+    """Tile the first ``per_model`` prediction pictures of each result, one row per model.
+
+    Each picture is the visualizer's ground truth (left) next to the prediction (right).
+    """
+    rows = []
+    for result in results:
+        files = sorted(p for p in Path(result.pictures).rglob('*')
+                       if p.suffix.lower() in ('.png', '.jpg'))[:per_model]
+        tiles = [cv2.imread(str(f)) for f in files]
+        tiles = [cv2.resize(t, (round(t.shape[1] * height / t.shape[0]), height)) for t in tiles]
+        if not tiles:
+            continue
+        row = np.concatenate(tiles, axis=1)
+        banner = np.full((24, row.shape[1], 3), 255, np.uint8)
+        cv2.putText(banner, f'{result.title}: ground truth | prediction', (4, 17),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        rows.append(np.concatenate([banner, row], axis=0))
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255)
+            for r in rows]
+    cv2.imwrite(path, np.concatenate(rows, axis=0))
+    return path
+
+
 def run_demo(work_dir: str, data_root: str, names: list[str]) -> list[DemoResult]:
     """Run the demo models ``names`` (keys of ``DEMOS``); print and return their results."""
     results = [train_and_test(name, work_dir, data_root) for name in names]
     print('\nResults on the generated validation images (short runs from scratch):')
     for result in results:
         _print_result(result)
+    overview = save_overview(results, osp.join(osp.abspath(work_dir), 'overview.png'))
+    print(f'  overview of the pictures: {overview}')
     return results
 
 
