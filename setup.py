@@ -16,6 +16,9 @@ TESTS = [
     'ruff>=0.5',
     # The authors' own package: the reference implementation of the official layout in tests.
     'resnest==0.0.5',
+    # ONNX export checks (tests/test_export.py, tools/export_onnx.py).
+    'onnx>=1.15',
+    'onnxruntime>=1.17',
 ]
 
 setup(

@@ -1,14 +1,16 @@
 """ResNeSt (Split-Attention Networks) for MMDetection 3.x and MMSegmentation 1.x.
 
 ``import resnest_mm`` (or ``custom_imports=dict(imports=['resnest_mm'])`` in a config)
-registers ``resnest_mm.ResNeSt``; it imports neither mmdet nor mmseg.
+registers ``resnest_mm.ResNeSt`` (and ``resnest_mm.DropBlockScheduleHook``); it imports
+neither mmdet nor mmseg.
 """
 
+from .hooks import DropBlockScheduleHook
 from .models import RadixSoftmax, ResNeSt, ResNeStBottleneck, SplitAttentionConv2d
 from .registry import MODELS
 from .version import __version__
 
 __all__ = [
-    'MODELS', 'RadixSoftmax', 'ResNeSt', 'ResNeStBottleneck', 'SplitAttentionConv2d',
-    '__version__',
+    'MODELS', 'DropBlockScheduleHook', 'RadixSoftmax', 'ResNeSt', 'ResNeStBottleneck',
+    'SplitAttentionConv2d', '__version__',
 ]

@@ -190,6 +190,6 @@ class SplitAttentionConv2d(nn.Module):
         return self.rsoftmax(self.fc2(self.relu(gap)))
 
     @torch.jit.unused
-    def _norm_single_sample(self, gap: torch.Tensor) -> torch.Tensor:
+    def _norm_single_sample(self, gap):  # untyped: TorchScript reads string annotations badly
         # A training BatchNorm cannot normalise one value per channel; see models/norm.py.
         return norm_single_sample(self.norm1, gap)

@@ -1,0 +1,216 @@
+"""Export of ResNeSt backbones and MMSegmentation segmentors: TorchScript and ONNX.
+
+- ``torch.jit.trace`` and ``torch.compile(fullgraph=True)`` work on the backbone as it is.
+- ``torch.jit.script`` cannot compile the mm-style modules directly: their norm layers are
+  reached through properties that look up a name (``getattr(self, self.norm1_name)``, which
+  TorchScript rejects), the backbone returns a tuple of as many stages as ``out_indices`` asks
+  for, and gradient checkpointing calls Python. :func:`script_backbone` scripts a copy that
+  shares nothing with the original but its weights' values: the norms are registered under
+  their property names, the stages sit in a ``ModuleList`` and the outputs come as a list.
+- ONNX (opset >= 17) goes through the TorchScript-based exporter (``dynamo=False``), with
+  dynamic batch, height and width; :func:`check_onnx` compares onnxruntime with PyTorch.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models.resnest import ResNeSt, ResNeStBottleneck
+from .models.split_attention import SplitAttentionConv2d
+
+
+class _ScriptableSplitAttention(SplitAttentionConv2d):
+    # The norms are plain submodules named ``norm0``/``norm1`` in the scripted copy.
+    __jit_unused_properties__ = ['norm0', 'norm1']
+
+
+class _ScriptableBottleneck(ResNeStBottleneck):
+    __jit_unused_properties__ = ['norm1', 'norm3', 'is_init']  # is_init: mmengine BaseModule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # no gradient checkpointing
+        return self.relu(self._residual(x))
+
+
+class ScriptableResNeSt(nn.Module):
+    """The stages of a :class:`ResNeSt` in a form ``torch.jit.script`` compiles.
+
+    Args:
+        backbone (ResNeSt): The model to mirror; it is deep-copied, not modified.
+
+    Shape:
+        - Input: ``(B, C, H, W)``
+        - Output: a list with the outputs of the stages in ``backbone.out_indices``.
+    """
+
+    def __init__(self, backbone: ResNeSt) -> None:
+        super().__init__()
+        backbone = copy.deepcopy(backbone)
+        for module in backbone.modules():
+            if type(module) is SplitAttentionConv2d:
+                _rename_norms(module, _ScriptableSplitAttention, ('norm0', 'norm1'))
+            elif type(module) is ResNeStBottleneck:
+                _rename_norms(module, _ScriptableBottleneck, ('norm1', 'norm3'))
+        self.stem = backbone.stem
+        self.maxpool = backbone.maxpool
+        self.stages = nn.ModuleList([  # plain Sequentials: mmengine's has unscriptable properties
+            nn.Sequential(*getattr(backbone, name)) for name in backbone.res_layers])
+        self.out_indices: list[int] = list(backbone.out_indices)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = self.maxpool(self.stem(x))
+        outs: list[torch.Tensor] = []
+        for i, stage in enumerate(self.stages):
+            x = stage(x)
+            if i in self.out_indices:
+                outs.append(x)
+        return outs
+
+
+def _rename_norms(module: nn.Module, cls: type, properties: Sequence[str]) -> None:
+    for prop in properties:
+        name = getattr(module, f'{prop}_name')
+        norm = module._modules.pop(name)
+        module._modules[prop] = norm
+    module.__class__ = cls
+
+
+def script_backbone(backbone: ResNeSt) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` of a copy of ``backbone`` (see :class:`ScriptableResNeSt`)."""
+    return torch.jit.script(ScriptableResNeSt(backbone).train(backbone.training))
+
+
+class SegmentorLogits(nn.Module):
+    """Tensor-only front of an MMSegmentation ``EncoderDecoder`` for export.
+
+    Runs backbone, neck and decode head and resizes the logits to the input size, as
+    ``EncoderDecoder.encode_decode`` does (no data preprocessor: feed normalised images).
+
+    Shape:
+        - Input: ``(B, 3, H, W)``
+        - Output: ``(B, num_classes, H, W)`` logits.
+    """
+
+    def __init__(self, segmentor: nn.Module) -> None:
+        super().__init__()
+        self.segmentor = segmentor
+        self.align_corners = bool(segmentor.decode_head.align_corners)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.segmentor.decode_head(self.segmentor.extract_feat(x))
+        return F.interpolate(logits, size=x.shape[2:], mode='bilinear',
+                             align_corners=self.align_corners)
+
+
+def output_names(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """``out0, out1, ...``: one name per output of ``model(example)``."""
+    with torch.no_grad():
+        outs = model(example)
+    count = len(outs) if isinstance(outs, (tuple, list)) else 1
+    return [f'out{i}' for i in range(count)]
+
+
+def export_onnx(
+    model: nn.Module, path: str | Path, example: torch.Tensor, opset: int = 17,
+    dynamic: bool = True,
+) -> Path:
+    """Export ``model`` (eval mode) to ONNX with the TorchScript-based exporter.
+
+    Args:
+        model (nn.Module): A backbone, :class:`SegmentorLogits` or any tensor-in module.
+        path (str | Path): Output ``.onnx`` file (parent folders are created).
+        example (Tensor): An input ``(B, C, H, W)`` used for tracing.
+        opset (int): ONNX opset, at least 17. Default: 17.
+        dynamic (bool): Make batch, height and width dynamic. Default: True.
+
+    Returns:
+        Path: ``path``.
+    """
+    if opset < 17:
+        raise ValueError(f'export_onnx: opset={opset} is invalid; expected 17 or newer.')
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    outputs = output_names(model, example)
+    axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}} if dynamic else None
+    if dynamic:
+        axes.update({name: {0: 'batch', 2: f'{name}_height', 3: f'{name}_width'}
+                     for name in outputs})
+    with torch.no_grad():
+        torch.onnx.export(
+            model, (example,), str(path), input_names=['input'], output_names=outputs,
+            opset_version=opset, dynamic_axes=axes, dynamo=False)
+    return path
+
+
+def check_onnx(
+    path: str | Path, model: nn.Module, inputs: Sequence[torch.Tensor]
+) -> list[float]:
+    """Run the ONNX file with onnxruntime (CPU) and PyTorch on each input.
+
+    Returns:
+        list[float]: The largest absolute difference over all outputs, one per input.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    onnx.checker.check_model(str(path))
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    model = model.eval()
+    diffs = []
+    for x in inputs:
+        with torch.no_grad():
+            expected = model(x)
+        if isinstance(expected, torch.Tensor):
+            expected = [expected]
+        actual = session.run(None, {'input': x.numpy()})
+        if len(actual) != len(expected):
+            raise RuntimeError(f'check_onnx: {path} gives {len(actual)} outputs, PyTorch '
+                               f'{len(expected)}.')
+        diffs.append(max(float(np.abs(a - e.numpy()).max())
+                         for a, e in zip(actual, expected, strict=True)))
+    return diffs
+
+
+def export_config(
+    config: str | Path, out: str | Path, checkpoint: str | None = None, part: str = 'backbone',
+    shapes: Sequence[Sequence[int]] = ((1, 3, 256, 256), (2, 3, 320, 192)), opset: int = 17,
+    fuse: bool = False,
+) -> list[float]:
+    """Export the backbone or the whole segmentor of an mm config to ONNX and check it.
+
+    Args:
+        config: mm config file (an mmdet/mmseg model whose backbone is ResNeSt, or a
+            backbone-only config ``model = dict(type='resnest_mm.ResNeSt', ...)``).
+        out: The ``.onnx`` file to write.
+        checkpoint: Weights to load first. Default: None (random initialisation).
+        part: ``'backbone'`` (stage outputs ``out0..``) or ``'model'`` (an MMSegmentation
+            ``EncoderDecoder``: logits at the input size; detectors export their backbone).
+        shapes: Input shapes ``(B, C, H, W)``; the first one is traced, all are checked.
+        opset: ONNX opset (>= 17). fuse: fold BatchNorm into convolutions first.
+
+    Returns:
+        list[float]: onnxruntime vs PyTorch max absolute difference, one per shape.
+    """
+    from .build import build_from_config
+    from .models.fuse import fuse_conv_bn
+
+    model = build_from_config(config, checkpoint, part)
+    if part == 'model':
+        if not (hasattr(model, 'decode_head') and hasattr(model, 'extract_feat')):
+            raise ValueError(
+                f"part='model' needs an MMSegmentation EncoderDecoder, but {config} builds "
+                f"{type(model).__name__}; use part='backbone' for detectors.")
+        model = SegmentorLogits(model).eval()
+    if fuse:
+        fuse_conv_bn(model)
+    generator = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(tuple(shape), generator=generator) for shape in shapes]
+    export_onnx(model, out, inputs[0], opset=opset)
+    return check_onnx(out, model, inputs)
