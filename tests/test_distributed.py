@@ -90,3 +90,18 @@ def test_two_processes_evaluate_exactly_like_one(tmp_path):
     assert 0 < single['mIoU'] < 100 and single['aAcc'] > 0
     assert run.stderr.count('SyncBN is not available for distributed runs on the CPU') == 1
 
+
+
+@pytest.mark.slow
+def test_two_processes_train_with_ddp_on_the_cpu(tmp_path):
+    """tools/dist_train.sh with 2 CPU processes: gloo, DDP without device ids, BN for SyncBN."""
+    data_root = str(make_ade20k(tmp_path / 'data', num_train=4, num_val=2, seed=3,
+                                height=64, width=64)) + '/'
+    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    run = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(DEEPLABV3), '2',
+         '--work-dir', str(tmp_path / 'w'), *as_cli(tiny_segmentation_options(data_root))],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (tmp_path / 'w' / 'iter_2.pth').exists()
+    assert run.stderr.count('SyncBN is not available for distributed runs on the CPU') == 1
