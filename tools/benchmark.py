@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+import torch
+
 from resnest_mm import benchmark
 
 
@@ -43,6 +45,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='our detector config (--detector)')
     parser.add_argument('--mmdet-config', default=benchmark.DetectorBenchmarkConfig.theirs,
                         help="MMDetection's detector config (--detector)")
+    parser.add_argument('--fuse', action='store_true',
+                        help='time inference of our backbone with and without BatchNorm folding')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
     parser.add_argument('--name', default=None, help='file name stem of the JSON and PNG')
     return parser.parse_args(argv)
@@ -53,6 +57,8 @@ def main(argv=None) -> int:
     if len(args.size) not in (1, 2):
         raise SystemExit(f'benchmark: --size={args.size} is invalid; give one or two values')
     size = (args.size[0], args.size[-1])
+    if args.fuse:
+        return report_fusion(args, size)
     common = dict(batch=args.batch, size=size, device=args.device, amp=args.amp,
                   memory_format=args.memory_format, threads=args.threads or None,
                   repeats=args.repeats, warmup=args.warmup)
@@ -77,6 +83,24 @@ def main(argv=None) -> int:
     json_path = benchmark.write_json(result, f'{args.out_dir}/{name}.json')
     png_path = benchmark.draw_chart(result, f'{args.out_dir}/{name}.png')
     print(f'wrote {json_path} and {png_path}')
+    return 0
+
+
+def report_fusion(args: argparse.Namespace, size: tuple[int, int]) -> int:
+    from resnest_mm.export import benchmark_fusion
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    result = benchmark_fusion(
+        depth=args.depth, stem_channels=args.stem_channels or (64 if args.depth == 50 else 128),
+        base_channels=args.base_channels, batch=args.batch, size=size, repeats=args.repeats,
+        warmup=args.warmup)
+    for name in ('bn', 'fused'):
+        wall, cpu = result[name], result[name]['cpu']
+        print(f'{name:6s} inference: median {wall["median"] * 1e3:.1f} ms wall '
+              f'(min {wall["min"] * 1e3:.1f}), {cpu["median"] * 1e3:.1f} ms CPU')
+    print(f'{result["pairs"]} conv/BN pairs folded, max abs diff {result["max_abs_diff"]:.2e}; '
+          f'speed-up x{result["speedup_wall"]:.2f} wall, x{result["speedup_cpu"]:.2f} CPU')
     return 0
 
 
