@@ -48,3 +48,12 @@ def test_fused_model_is_in_eval_and_leaves_other_norms():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert max_abs_diff(model(x), reference(x)) == 0
+
+
+def test_benchmark_fusion_reports_both_timings():
+    from resnest_mm.export import benchmark_fusion
+
+    result = benchmark_fusion(depth=14, stem_channels=32, base_channels=16, size=(32, 32),
+                              repeats=1, warmup=0)
+    assert result['pairs'] == 23 and result['max_abs_diff'] <= 1e-4
+    assert result['bn']['median'] > 0 and result['fused']['cpu']['median'] > 0
