@@ -11,7 +11,9 @@ through our configs.
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 import torch
@@ -36,10 +38,12 @@ from mmseg.structures import SegDataSample  # noqa: E402
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 TOL = 1e-5
 # Applied to both models of a pair: fewer proposals and detections keep the box and mask heads
-# cheap on the CPU; every other test-time setting is the published one.
+# cheap on the CPU, and keeping every score (random weights score low) makes every detection
+# slot compared; the other test-time settings are the published ones.
 DETECTION_TEST_CFG = {
     'model.test_cfg.rpn.max_per_img': 32,
     'model.test_cfg.rcnn.max_per_img': 10,
+    'model.test_cfg.rcnn.score_thr': 0.0,
 }
 PAIRS = {
     'faster_rcnn_resnest50_fpn':
@@ -73,12 +77,15 @@ def randomize_linear_(model: torch.nn.Module, seed: int = 1) -> None:
                     (torch.rand(module.weight.shape, generator=gen) * 2 - 1) * bound)
 
 
-def calibrate_norms_(model: torch.nn.Module, run) -> None:
+def calibrate_norms_(model: torch.nn.Module, run: Callable[[], Any]) -> Any:
     """Set every BatchNorm's running statistics to those of its input during ``run()``.
 
     With random statistics the activations of the deep box, mask and segmentation heads shrink
     towards zero, and every RoI ends up with the same class scores: the comparison would then be
     blind to a wrong backbone. Calibrated norms keep each head's inputs of order one.
+
+    Returns what ``run()`` returns: the calibrated model's output, as each norm's statistics are
+    set before it runs.
     """
     def set_statistics(norm, args):
         x = args[0].transpose(0, 1).flatten(1)
@@ -89,17 +96,24 @@ def calibrate_norms_(model: torch.nn.Module, run) -> None:
     norms = [m for m in model.modules() if isinstance(m, _BatchNorm)]
     handles = [norm.register_forward_pre_hook(set_statistics) for norm in norms]
     try:
-        run()
+        return run()
     finally:
         for handle in handles:
             handle.remove()
 
 
-def build_pair(name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """(mm model with random weights, our model holding the same state_dict), both in eval.
+class Pair(NamedTuple):
+    theirs: torch.nn.Module  # built from the mm config, random weights, eval mode
+    ours: torch.nn.Module  # built from our config, holding the same state_dict, eval mode
+    inputs: torch.Tensor  # the compared image
+    sample: object  # its data sample
+    expected: object  # the mm model's prediction for it
 
-    The norms are calibrated on another image than the compared one (see
-    :func:`calibrate_norms_`).
+
+def build_pair(name: str) -> Pair:
+    """Build both models of ``name``, give them the same random weights, predict with theirs.
+
+    The norms are calibrated on the compared image (see :func:`calibrate_norms_`).
     """
     theirs_cfg = get_config(PAIRS[name])
     ours_cfg = Config.fromfile(str(CONFIGS / f'{name}.py'))
@@ -109,9 +123,10 @@ def build_pair(name: str) -> tuple[torch.nn.Module, torch.nn.Module]:
     theirs, ours = build_for_cpu(theirs_cfg), build_for_cpu(ours_cfg)
     randomize_(theirs)
     randomize_linear_(theirs)
-    calibrate_norms_(theirs, lambda: predict(theirs, *example(theirs, seed=1)))
+    inputs, sample = example(theirs)
+    expected, = calibrate_norms_(theirs, lambda: predict(theirs, inputs, sample))
     ours.load_state_dict(theirs.state_dict(), strict=True)
-    return theirs, ours
+    return Pair(theirs, ours, inputs, sample, expected)
 
 
 def example(model: torch.nn.Module, seed: int = 0) -> tuple[torch.Tensor, object]:
@@ -157,30 +172,27 @@ def deeplabv3():
 
 @pytest.mark.parametrize('fixture', ['faster_rcnn', 'cascade_mask_rcnn'])
 def test_detector_predictions_match_mmdet(fixture, request):
-    theirs, ours = request.getfixturevalue(fixture)
-    assert type(ours.backbone) is ResNeSt
-    assert type(theirs.backbone) is MMDetResNeSt
-    inputs, sample = example(theirs)
-    expected = predict(theirs, inputs, sample)[0].pred_instances
-    actual = predict(ours, inputs, sample)[0].pred_instances
-    assert len(expected) > 0, 'the reference predicted nothing: the comparison would be empty'
+    pair = request.getfixturevalue(fixture)
+    assert type(pair.ours.backbone) is ResNeSt
+    assert type(pair.theirs.backbone) is MMDetResNeSt
+    expected = pair.expected.pred_instances
+    actual = predict(pair.ours, pair.inputs, pair.sample)[0].pred_instances
+    assert len(expected) == DETECTION_TEST_CFG['model.test_cfg.rcnn.max_per_img']
     assert len(actual) == len(expected)
     assert torch.equal(actual.labels, expected.labels)
     torch.testing.assert_close(actual.scores, expected.scores, rtol=0, atol=TOL)
     torch.testing.assert_close(actual.bboxes, expected.bboxes, rtol=0, atol=TOL)
-    if theirs.with_mask:
+    if pair.theirs.with_mask:
         assert expected.masks.any()
         assert actual.masks.shape == expected.masks.shape
         assert torch.equal(actual.masks, expected.masks)
 
 
 def test_deeplabv3_logits_match_mmseg(deeplabv3):
-    theirs, ours = deeplabv3
-    assert type(ours.backbone) is ResNeSt
-    assert type(theirs.backbone) is MMSegResNeSt
-    inputs, sample = example(theirs)
-    expected, = predict(theirs, inputs, sample)
-    actual, = predict(ours, inputs, sample)
+    assert type(deeplabv3.ours.backbone) is ResNeSt
+    assert type(deeplabv3.theirs.backbone) is MMSegResNeSt
+    expected = deeplabv3.expected
+    actual, = predict(deeplabv3.ours, deeplabv3.inputs, deeplabv3.sample)
     assert actual.seg_logits.data.shape == (150, 64, 64)
     assert expected.pred_sem_seg.data.unique().numel() > 1  # not a constant prediction
     torch.testing.assert_close(
