@@ -58,7 +58,7 @@ def test_bad_dcn_options_are_named():
         ResNeSt(dcn=dict(type='DCN'), stage_with_dcn='all', **SMALL)
 
 
-@pytest.mark.parametrize('dcn_type', ['DCN', 'DCNv2'])
+@pytest.mark.parametrize('dcn_type', [pytest.param('DCN', marks=pytest.mark.slow), 'DCNv2'])
 def test_dcn_stage_matches_mmdet(dcn_type):
     mmdet_backbones = pytest.importorskip('mmdet.models.backbones')
     dcn = dict(type=dcn_type, deform_groups=1, fallback_on_stride=False)

@@ -71,7 +71,7 @@ def test_ablation_models_equal_official(name):
     ours = ResNeSt(stem_channels=64, **ABLATION[name]).eval()
     ours.load_state_dict(official_to_ours(official.state_dict()), strict=True)
     assert num_params(ours) + FC_PARAMS == num_params(official)
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         assert max_abs_diff(ours(x), official_features(official, x)) <= 1e-5
 
