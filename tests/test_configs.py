@@ -188,3 +188,14 @@ def test_config_builds_its_model_with_our_backbone(name):
     trainable = [backbone.stem[0].weight.requires_grad] + [
         getattr(backbone, layer)[0].conv1.weight.requires_grad for layer in backbone.res_layers]
     assert trainable == [i > frozen_stages for i in range(5)]
+
+
+# test_detector_parity.py loads the other mirrored configs' mm state_dicts strictly
+@pytest.mark.parametrize('name', ['faster_rcnn_resnest101_fpn', 'cascade_mask_rcnn_resnest101_fpn'])
+def test_released_mm_checkpoints_fit_our_model(name):
+    """Same state_dict keys and shapes as the mm config's model: its zoo checkpoint loads."""
+    ours = build_model(load_ours(name)).state_dict()
+    theirs = build_model(get_config(MIRRORED[name])).state_dict()
+    assert sorted(set(theirs) - set(ours)) == []
+    assert sorted(set(ours) - set(theirs)) == []
+    assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
