@@ -9,11 +9,11 @@ several repeats, the peak memory of a training step, parameters and FLOPs (mmeng
 analysis tools) beside the published figures. :func:`run_detector_benchmark` does the same for
 one Faster R-CNN training iteration and one inference, our config against MMDetection's.
 
-Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the step. The CPU caching-free
-allocator keeps no such counter, so on the CPU the peak is the high-water mark of the bytes
-allocated during the step, summed from ``torch.profiler``'s allocation events (the same quantity
-as the CUDA counter, minus allocator caching), next to the bytes autograd holds for backward
-(summed over the distinct storages that ``saved_tensors_hooks`` see).
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated`` during the step. The CPU allocator
+keeps no such counter, so on the CPU the peak is the high-water mark of the bytes allocated
+during the step, summed in order from ``torch.profiler``'s allocation events (the quantity the
+CUDA counter gives, without allocator caching). Beside it, "held": the bytes a training-mode
+forward pass leaves allocated, i.e. its outputs plus everything autograd keeps for backward.
 """
 
 from __future__ import annotations
@@ -254,12 +254,13 @@ def compare_outputs(models: dict[str, nn.Module], image: torch.Tensor,
     return result
 
 
-def _timed(fn: Callable[[], object], device: str) -> float:
+def _timed(fn: Callable[[], object], device: str) -> tuple[float, float]:
+    """Wall-clock and process CPU seconds of one call."""
     _sync(device)
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def summarize(samples: Sequence[float]) -> dict:
@@ -272,53 +273,46 @@ def summarize(samples: Sequence[float]) -> dict:
 
 def time_interleaved(steps: dict[str, Callable[[], object]], repeats: int, warmup: int,
                      device: str) -> dict[str, dict]:
-    """Time each step ``repeats`` times, taking turns (order rotated every round) after warm-up."""
+    """Time each step ``repeats`` times, taking turns (order rotated every round) after warm-up.
+
+    Returns per step the wall-clock summary (see :func:`summarize`) with the process CPU-time
+    summary under ``'cpu'``: on a shared machine the CPU time is far less disturbed by other
+    processes than the wall clock (it still counts the threads' spin-waiting).
+    """
     for step in steps.values():
         for _ in range(warmup):
             step()
-    samples: dict[str, list[float]] = {name: [] for name in steps}
+    wall: dict[str, list[float]] = {name: [] for name in steps}
+    cpu: dict[str, list[float]] = {name: [] for name in steps}
     names = list(steps)
     for i in range(repeats):
         for name in names[i % len(names):] + names[:i % len(names)]:
-            samples[name].append(_timed(steps[name], device))
-    return {name: summarize(s) for name, s in samples.items()}
+            seconds, cpu_seconds = _timed(steps[name], device)
+            wall[name].append(seconds)
+            cpu[name].append(cpu_seconds)
+    return {name: dict(summarize(wall[name]), cpu=summarize(cpu[name])) for name in steps}
 
 
-def saved_tensor_bytes(fn: Callable[[], object], exclude: Sequence[torch.Tensor] = ()) -> int:
-    """Bytes of the distinct storages that autograd saves for backward while ``fn`` runs.
+def allocated_bytes(fn: Callable[[], object], device: str) -> tuple[int, int]:
+    """Peak and final bytes allocated while ``fn`` runs, above what was allocated before.
 
-    Args:
-        fn: Runs the forward pass (with autograd) and returns its outputs.
-        exclude: Tensors not to count (the parameters, which exist anyway).
+    The final count includes what ``fn`` returns (still referenced when it is measured): for a
+    training-mode forward pass, the outputs and everything autograd holds for backward.
     """
-    storages: dict[int, int] = {}
-    skip = {t.untyped_storage().data_ptr() for t in exclude}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in skip:
-            storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        outputs = fn()
-    del outputs
-    return sum(storages.values())
-
-
-def peak_memory_bytes(fn: Callable[[], object], device: str) -> int:
-    """Peak of the bytes allocated while ``fn`` runs, above what was allocated before."""
     if device == 'cuda':
         torch.cuda.synchronize()
         base = torch.cuda.memory_allocated()
         torch.cuda.reset_peak_memory_stats()
-        fn()
+        result = fn()
         torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
+        final = torch.cuda.memory_allocated() - base
+        del result
+        return torch.cuda.max_memory_allocated() - base, final
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
+        result = fn()
+    del result
     cpu = torch.autograd.DeviceType.CPU
     events = sorted(
         (e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
@@ -327,7 +321,25 @@ def peak_memory_bytes(fn: Callable[[], object], device: str) -> int:
     for _, nbytes in events:
         current += nbytes
         peak = max(peak, current)
-    return peak
+    return peak, current
+
+
+def peak_memory_bytes(fn: Callable[[], object], device: str) -> int:
+    """Peak of the bytes allocated while ``fn`` runs, above what was allocated before."""
+    return allocated_bytes(fn, device)[0]
+
+
+def held_for_backward_bytes(model: nn.Module, image: torch.Tensor, cfg: BenchmarkConfig) -> int:
+    """Bytes a training-mode forward pass leaves allocated: its outputs and what autograd
+    keeps for backward (temporaries are freed by then)."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+
+    def forward():
+        with _autocast(cfg):
+            return model(image)
+
+    return allocated_bytes(forward, cfg.device)[1]
 
 
 def count_params(model: nn.Module) -> int:
@@ -382,7 +394,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     Returns:
         dict with ``config``, ``machine``, ``parity`` (output comparison), ``models`` (per
         model: params, FLOPs, ``inference_s`` and ``train_s`` summaries, ``train_peak_bytes``,
-        ``inference_peak_bytes``, ``saved_bytes``), ``ratios`` (ours / MMDetection's ResNeSt
+        ``inference_peak_bytes``, ``held_bytes``), ``ratios`` (ours / MMDetection's ResNeSt
         and ResNeSt / ResNet), ``published`` and ``targets``.
     """
     validate_config(cfg)
@@ -408,11 +420,7 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
             train_peak_bytes=peak_memory_bytes(train, cfg.device),
             inference_peak_bytes=peak_memory_bytes(steps[f'{name}|inference'], cfg.device),
         )
-        model.train()
-        model.zero_grad(set_to_none=True)
-        with _autocast(cfg):
-            entry['saved_bytes'] = saved_tensor_bytes(
-                lambda m=model: m(image), exclude=list(model.parameters()))
+        entry['held_bytes'] = held_for_backward_bytes(model, image, cfg)
         if cfg.flops_size:
             entry['flops_at_flops_size'] = count_flops(
                 model, (cfg.flops_size, cfg.flops_size), cfg.device)
@@ -430,10 +438,13 @@ def _ratios(results: dict[str, dict]) -> dict:
     ratios = dict(
         train_time=ours['train_s']['median'] / theirs['train_s']['median'],
         inference_time=ours['inference_s']['median'] / theirs['inference_s']['median'],
+        train_cpu_time=ours['train_s']['cpu']['median'] / theirs['train_s']['cpu']['median'],
+        inference_cpu_time=(ours['inference_s']['cpu']['median']
+                            / theirs['inference_s']['cpu']['median']),
         train_peak_memory=ours['train_peak_bytes'] / theirs['train_peak_bytes'],
     )
-    if ours.get('saved_bytes') and theirs.get('saved_bytes'):
-        ratios['saved_for_backward'] = ours['saved_bytes'] / theirs['saved_bytes']
+    if ours.get('held_bytes') and theirs.get('held_bytes'):
+        ratios['held_for_backward'] = ours['held_bytes'] / theirs['held_bytes']
     references = [name for name in results if name not in (OURS, MMDET)]
     for ref in references:
         resnet = results[ref]
@@ -545,7 +556,7 @@ def build_detectors(cfg: DetectorBenchmarkConfig) -> dict[str, nn.Module]:
 
     models = {}
     for name, path in ((OURS, cfg.ours), (MMDET, cfg.theirs)):
-        model_cfg = _load_config(path).model.to_dict()
+        model_cfg = copy.deepcopy(_load_config(path).model)  # a ConfigDict: mmdet reads attributes
         _replace_sync_bn(model_cfg)
         model_cfg['backbone']['init_cfg'] = None
         models[name] = MMDET_MODELS.build(model_cfg)
@@ -653,18 +664,21 @@ def run_detector_benchmark(cfg: DetectorBenchmarkConfig) -> dict:
 
 def format_table(result: dict) -> str:
     """A plain-text table of the result: one row per model, then the ratios."""
-    header = ['model', 'inference ms (min-max)', 'train ms (min-max)', 'train peak MiB',
-              'saved MiB', 'params M', 'GMACs']
+    header = ['model', 'inference ms (min-max)', 'train ms (min-max)', 'inference CPU ms',
+              'train CPU ms', 'train peak MiB', 'held MiB', 'params M', 'GMACs']
     rows = [header]
+
+    def ms(stats: dict) -> str:
+        return (f"{stats['median'] * 1e3:.0f} "
+                f"({stats['min'] * 1e3:.0f}-{stats['max'] * 1e3:.0f})")
+
     for name, entry in result['models'].items():
         inf, train = entry['inference_s'], entry['train_s']
         flops = entry.get('flops_at_input')
         rows.append([
-            name,
-            f"{inf['median'] * 1e3:.0f} ({inf['min'] * 1e3:.0f}-{inf['max'] * 1e3:.0f})",
-            f"{train['median'] * 1e3:.0f} ({train['min'] * 1e3:.0f}-{train['max'] * 1e3:.0f})",
+            name, ms(inf), ms(train), ms(inf['cpu']), ms(train['cpu']),
             f"{entry['train_peak_bytes'] / 2**20:.0f}",
-            f"{entry['saved_bytes'] / 2**20:.0f}" if 'saved_bytes' in entry else '-',
+            f"{entry['held_bytes'] / 2**20:.0f}" if 'held_bytes' in entry else '-',
             f"{entry['params'] / 1e6:.2f}",
             f'{flops / 1e9:.2f}' if flops else '-',
         ])

@@ -37,10 +37,10 @@ def test_smoke_run_measures_three_models_and_writes_json_and_png(tmp_path):
         benchmark.OURS, benchmark.MMDET, benchmark.REFERENCE.format('ResNetV1d')]
     for entry in result['models'].values():
         for key in ('inference_s', 'train_s'):
-            stats = entry[key]
-            assert len(stats['runs']) == 1
-            assert 0 < stats['min'] <= stats['median'] <= stats['max']
-        assert entry['train_peak_bytes'] > entry['saved_bytes'] > 0
+            for stats in (entry[key], entry[key]['cpu']):
+                assert len(stats['runs']) == 1
+                assert 0 < stats['min'] <= stats['median'] <= stats['max']
+        assert entry['train_peak_bytes'] > entry['held_bytes'] > 0
         assert entry['flops_at_input'] > 0 and entry['params'] > 0
     ours, theirs = result['models'][benchmark.OURS], result['models'][benchmark.MMDET]
     assert ours['params'] == theirs['params']

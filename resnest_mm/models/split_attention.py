@@ -11,11 +11,14 @@ Parameter names follow the official release and MMDetection/MMSegmentation (``co
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
 from torch.autograd.function import once_differentiable
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .norm import norm_single_sample
 
@@ -115,6 +118,67 @@ def weighted_sum(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
     return _weighted_sum_eager(splits, attn)
 
 
+class _RebuildNormReLU:
+    """Saved-tensor hooks that keep ``relu(norm(x))`` as a recipe instead of a tensor.
+
+    Autograd would hold two full-size (B, radix * C, H, W) maps per split attention: the norm's
+    input ``x`` (for the norm's backward) and ``relu(norm(x))`` (for the ReLU's and the
+    weighted sum's backward). For a BatchNorm the second is rebuilt from the first in backward,
+    once, with the same statistics and kernel (so the same bits), and freed after use.
+    """
+
+    def __init__(self, norm: _BatchNorm, x: torch.Tensor, out: torch.Tensor) -> None:
+        self.norm, self.x = norm, x
+        self.batch_stats = norm.training or not norm.track_running_stats
+        self.data_ptr, self.size, self.stride = out.data_ptr(), out.size(), out.stride()
+        self.rebuilt: torch.Tensor | None = None
+
+    def pack(self, tensor: torch.Tensor):
+        if tensor.data_ptr() == self.data_ptr:  # ``out``, or a view of it at offset 0
+            return tensor.size(), tensor.stride(), tensor.storage_offset()
+        return tensor
+
+    def unpack(self, packed) -> torch.Tensor:
+        if isinstance(packed, torch.Tensor):
+            return packed
+        if self.rebuilt is None:
+            norm = self.norm
+            stats = (None, None) if self.batch_stats else (norm.running_mean, norm.running_var)
+            with torch.no_grad():
+                out = F.batch_norm(self.x, *stats, norm.weight, norm.bias, self.batch_stats,
+                                   0.0, norm.eps).relu_()
+            if out.stride() != self.stride:
+                out = torch.empty_strided(self.size, self.stride, dtype=out.dtype,
+                                          device=out.device).copy_(out)
+            self.rebuilt = out
+        return self.rebuilt.as_strided(*packed)
+
+
+def _other_saved_tensor_hooks_active() -> bool:
+    top = getattr(torch._C._autograd, '_top_saved_tensors_default_hooks', None)
+    return top is None or top(False) is not None
+
+
+def rebuild_in_backward(norm: nn.Module, x: torch.Tensor, out: torch.Tensor):
+    """Context in which tensors saved for backward that are ``relu_(out)`` (``out = norm(x)``)
+    are rebuilt from ``x`` in backward rather than kept; a no-op where that is not exact.
+
+    Active for BatchNorm with local statistics (not a training SyncBN) under autograd, and not
+    while tracing, compiling, or when other saved-tensor hooks (gradient checkpointing,
+    offloading) are in charge.
+    """
+    usable = (
+        isinstance(norm, _BatchNorm)
+        and not (norm.training and isinstance(norm, nn.SyncBatchNorm))
+        and torch.is_grad_enabled() and out.requires_grad
+        and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+        and not _other_saved_tensor_hooks_active())
+    if not usable:
+        return nullcontext()
+    hooks = _RebuildNormReLU(norm, x, out)
+    return torch.autograd.graph.saved_tensors_hooks(hooks.pack, hooks.unpack)
+
+
 class SplitAttentionConv2d(nn.Module):
     """Split-attention convolution.
 
@@ -174,7 +238,18 @@ class SplitAttentionConv2d(nn.Module):
         return getattr(self, self.norm1_name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(self.norm0(self.conv(x)))
+        x = self.conv(x)
+        if torch.jit.is_scripting():
+            return self._attend(self.relu(self.norm0(x)))
+        return self._forward_lean(x)
+
+    @torch.jit.unused
+    def _forward_lean(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.norm0(x)
+        with rebuild_in_backward(self.norm0, x, out):
+            return self._attend(self.relu(out))
+
+    def _attend(self, x: torch.Tensor) -> torch.Tensor:
         batch, _, height, width = x.shape
         splits = x.view(batch, self.radix, self.channels, height, width)
         attn = self.attention(splits.sum(dim=1))
