@@ -342,6 +342,56 @@ def held_for_backward_bytes(model: nn.Module, image: torch.Tensor, cfg: Benchmar
     return allocated_bytes(forward, cfg.device)[1]
 
 
+def backbone_memory(model: nn.Module, image: torch.Tensor, cfg: BenchmarkConfig) -> dict:
+    """``inference_peak_bytes``, ``train_peak_bytes`` and ``held_bytes`` of one model.
+
+    On the CPU all three come from one profiler session (profiling is slow to start): an
+    inference, then a training forward pass and its backward, told apart by
+    ``record_function`` markers; each figure is relative to the bytes allocated when its phase
+    began.
+    """
+    if cfg.device == 'cuda':
+        return dict(
+            inference_peak_bytes=peak_memory_bytes(
+                lambda: inference_step(model, image, cfg), cfg.device),
+            train_peak_bytes=peak_memory_bytes(
+                lambda: training_step(model, image, cfg), cfg.device),
+            held_bytes=held_for_backward_bytes(model, image, cfg))
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with record_function('benchmark:inference'):
+            inference_step(model, image, cfg)
+        model.train()
+        model.zero_grad(set_to_none=True)
+        with record_function('benchmark:forward'):
+            outputs = model(image)
+        with record_function('benchmark:backward'):
+            _loss(outputs).backward()
+        del outputs
+    events = list(prof.profiler.kineto_results.events())
+    phases = {e.name(): (e.start_ns(), e.start_ns() + e.duration_ns()) for e in events
+              if e.name().startswith('benchmark:')}
+    memory = sorted((e.start_ns(), e.nbytes()) for e in events
+                    if e.name() == '[memory]' and e.device_type() == torch.autograd.DeviceType.CPU)
+
+    def window(start: int, end: int) -> tuple[int, int]:
+        """Peak and final allocated bytes within [start, end], relative to the level at start."""
+        current = peak = 0
+        for t, nbytes in memory:
+            if start <= t <= end:
+                current += nbytes
+                peak = max(peak, current)
+        return peak, current
+
+    inference = phases['benchmark:inference']
+    forward, backward = phases['benchmark:forward'], phases['benchmark:backward']
+    return dict(
+        inference_peak_bytes=window(*inference)[0],
+        train_peak_bytes=window(forward[0], backward[1])[0],
+        held_bytes=window(*forward)[1])
+
+
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -412,15 +462,12 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
 
     results: dict[str, dict] = {}
     for name, model in models.items():
-        train = steps[f'{name}|train']
         entry = dict(
             params=count_params(model),
             inference_s=timings[f'{name}|inference'],
             train_s=timings[f'{name}|train'],
-            train_peak_bytes=peak_memory_bytes(train, cfg.device),
-            inference_peak_bytes=peak_memory_bytes(steps[f'{name}|inference'], cfg.device),
+            **backbone_memory(model, image, cfg),
         )
-        entry['held_bytes'] = held_for_backward_bytes(model, image, cfg)
         if cfg.flops_size:
             entry['flops_at_flops_size'] = count_flops(
                 model, (cfg.flops_size, cfg.flops_size), cfg.device)
