@@ -238,15 +238,17 @@ class SplitAttentionConv2d(nn.Module):
         return getattr(self, self.norm1_name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
         if torch.jit.is_scripting():
-            return self._attend(self.relu(self.norm0(x)))
+            return self._attend(self.relu(self.norm0(self.conv(x))))
         return self._forward_lean(x)
 
     @torch.jit.unused
     def _forward_lean(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.norm0(x)
-        with rebuild_in_backward(self.norm0, x, out):
+        y = self.conv(x)
+        out = self.norm0(y)
+        context = rebuild_in_backward(self.norm0, y, out)
+        del y  # without autograd nothing else needs the convolution's output: free it now
+        with context:
             return self._attend(self.relu(out))
 
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
