@@ -166,6 +166,8 @@ def train_and_test(
 def _print_result(result: DemoResult) -> None:
     shown = ', '.join(f'{k} {result.metrics[k]:.3f}' for k in result.shown
                       if k in result.metrics)
+    # mmdet returns no metrics when no box scored above the test threshold (early training)
+    shown = shown or 'no predictions above the score threshold yet (train longer)'
     print(f'  {result.title} ({result.seconds:.0f} s): {shown}')
     print(f'    pictures: {result.pictures}')
 

@@ -151,6 +151,10 @@ def prepare_run(cfg: Config, mode: str) -> None:
 
 def build_runner(cfg: Config) -> Runner:
     """mmengine's Runner (or the config's ``runner_type``) for a prepared config."""
+    # mm configs name their visualizer 'visualizer'; a second Runner in the same process would
+    # then reuse the first one's instance (and its save_dir). Unnamed, each run gets its own.
+    if isinstance(cfg.get('visualizer'), dict):
+        cfg.visualizer.pop('name', None)
     if 'runner_type' in cfg:
         from mmengine.registry import RUNNERS
         return RUNNERS.build(cfg)
