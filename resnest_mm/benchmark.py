@@ -593,7 +593,7 @@ def _replace_sync_bn(node):
 
 
 def build_detectors(cfg: DetectorBenchmarkConfig) -> dict[str, nn.Module]:
-    """Both detectors, with our detector's weights copied into MMDetection's."""
+    """Both detectors (SyncBN as BN, no download), MMDetection's random weights copied to ours."""
     import mmdet.models  # noqa: F401  (registers the detector parts)
     from mmdet.registry import MODELS as MMDET_MODELS
     from mmengine.registry import init_default_scope
