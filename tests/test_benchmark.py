@@ -15,7 +15,7 @@ from resnest_mm.models.split_attention import SplitAttentionConv2d, _WeightedSum
 
 mmdet_backbones = pytest.importorskip('mmdet.models.backbones')
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(depth=14, batch=2, size=(64, 64), stem_channels=8, base_channels=4, repeats=1,
+TINY = dict(depth=14, batch=2, size=(32, 32), stem_channels=8, base_channels=4, repeats=1,
             warmup=0, flops_size=None)
 
 
