@@ -87,7 +87,8 @@ def test_out_indices(num_stages, out_indices, image):
 
 def test_output_stride_8_and_16(image):
     two_blocks = dict(SMALL, depth=26)
-    os8 = ResNeSt(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True, **two_blocks)
+    os8 = ResNeSt(
+        strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True, **two_blocks)
     os16 = ResNeSt(strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2), **two_blocks)
     assert [o.shape[-1] for o in os8.eval()(image)] == [16, 8, 8, 8]
     assert [o.shape[-1] for o in os16.eval()(image)] == [16, 8, 4, 4]

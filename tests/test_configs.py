@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,8 @@ from mmengine.registry import DefaultScope
 
 from resnest_mm import ResNeSt
 
-mmdet_registry = pytest.importorskip('mmdet.registry')
-mmseg_registry = pytest.importorskip('mmseg.registry')
+mmdet_registry = importlib.import_module('mmdet.registry')
+mmseg_registry = importlib.import_module('mmseg.registry')
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 CUSTOM_IMPORTS = dict(imports=['resnest_mm'], allow_failed_imports=False)

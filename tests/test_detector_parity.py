@@ -11,6 +11,7 @@ through our configs.
 from __future__ import annotations
 
 import copy
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,9 +27,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from resnest_mm import ResNeSt
 
-pytest.importorskip('mmcv.ops')
-mmdet_registry = pytest.importorskip('mmdet.registry')
-mmseg_registry = pytest.importorskip('mmseg.registry')
+mmdet_registry = importlib.import_module('mmdet.registry')
+mmseg_registry = importlib.import_module('mmseg.registry')
 from mmdet.models.backbones import ResNeSt as MMDetResNeSt  # noqa: E402
 from mmdet.structures import DetDataSample  # noqa: E402
 from mmseg.models.backbones import ResNeSt as MMSegResNeSt  # noqa: E402

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
+from mmdet.registry import MODELS as MMDET_MODELS
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from mmengine.hub import get_config
+from mmengine.optim import OptimWrapper
+from mmengine.registry import DefaultScope
+from mmengine.structures import InstanceData
 
-pytest.importorskip('mmdet')
-from mmdet.registry import MODELS as MMDET_MODELS  # noqa: E402
-from mmdet.structures import DetDataSample  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.hub import get_config  # noqa: E402
-from mmengine.optim import OptimWrapper  # noqa: E402
-from mmengine.registry import DefaultScope  # noqa: E402
-from mmengine.structures import InstanceData  # noqa: E402
-
-from resnest_mm import ResNeSt  # noqa: E402
+from resnest_mm import ResNeSt
 
 
 def detection_sample(height=128, width=160):

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 from conftest import max_abs_diff, randomize_
 
 from resnest_mm import ResNeSt
 
-mmdet_backbones = pytest.importorskip('mmdet.models.backbones')
-mmseg_backbones = pytest.importorskip('mmseg.models.backbones')
+mmdet_backbones = importlib.import_module('mmdet.models.backbones')
+mmseg_backbones = importlib.import_module('mmseg.models.backbones')
 
 SEG_OS8 = dict(strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True)
 # mmdet's ResNet defaults to norm_eval=True, mmseg's to False; the ResNeSt recipes of both set

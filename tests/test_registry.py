@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 
 import pytest
-from mmengine.registry import DefaultScope
 from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import DefaultScope
 
 import resnest_mm
 from resnest_mm import ResNeSt
@@ -32,8 +33,7 @@ def test_registry_scope_and_parent():
 
 @pytest.mark.parametrize('scope', ['mmdet', 'mmseg'])
 def test_builds_ours_under_mm_default_scope(scope):
-    package = pytest.importorskip(scope)
-    registry = __import__(f'{package.__name__}.registry', fromlist=['MODELS']).MODELS
+    registry = importlib.import_module(f'{scope}.registry').MODELS
     builtin = registry.get('ResNeSt')
     with DefaultScope.overwrite_default_scope(scope):
         model = registry.build(dict(CFG))

@@ -1,4 +1,4 @@
-"""Bad options and bad inputs fail with a message naming the option, the value and what is allowed."""
+"""Bad options and inputs fail with a message naming the option, the value and what is allowed."""
 
 from __future__ import annotations
 

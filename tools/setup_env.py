@@ -13,6 +13,8 @@ script (activate a virtual environment first to keep it apart from the system):
 Only the standard library is used here, so it runs before anything else is installed.
 """
 
+from __future__ import annotations  # the annotations below must not break Python < 3.10
+
 import importlib.metadata as metadata
 import importlib.util
 import os
@@ -70,7 +72,7 @@ def editable_here() -> bool:
 
 
 def main() -> None:
-    if sys.version_info < (3, 10):
+    if sys.version_info < (3, 10):  # noqa: UP036  (this script must run on old Pythons to say so)
         stop(f'Python 3.10 or newer is needed; this is {sys.version.split()[0]}. '
              'Run with a newer interpreter, e.g. `make test PYTHON=python3.11`.')
     if subprocess.call([sys.executable, '-m', 'pip', '--version'],
