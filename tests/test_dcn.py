@@ -86,3 +86,16 @@ def test_dcn_stage_matches_mmdet(dcn_type):
         ours.train(mode)
         with torch.no_grad():
             assert max_abs_diff(ours(x), reference(x)) <= 1e-5
+
+
+@pytest.mark.parametrize('dcn_type', ['DCN', 'DCNv2'])
+def test_default_init_keeps_offsets_at_zero(dcn_type):
+    """The Kaiming init of every Conv2d must not reach the offset predictors of the DCNs."""
+    model = ResNeSt(dcn=dict(type=dcn_type, deform_groups=1),
+                    stage_with_dcn=(False, True, True, True), **SMALL)
+    model.init_weights()
+    offsets = [m.conv_offset for m in model.modules() if hasattr(m, 'conv_offset')]
+    assert offsets
+    assert all(torch.count_nonzero(o.weight) == 0 and torch.count_nonzero(o.bias) == 0
+               for o in offsets)
+    assert torch.count_nonzero(model.layer2[0].conv2.conv.weight) > 0  # the rest is initialised

@@ -206,7 +206,8 @@ class ResNeSt(BaseModule):
         conv_cfg (dict | None): Convolution config. Default: None.
         norm_cfg (dict): Norm config (BN, SyncBN, GN, any registered norm).
             Default: ``dict(type='BN', requires_grad=True)``.
-        norm_eval (bool): Keep every BatchNorm in eval mode during training. Default: False.
+        norm_eval (bool): Keep every BatchNorm in eval mode during training. Default: False,
+            as in the ResNeSt recipes (mmdet's plain ResNet defaults to True, mmseg's to False).
         with_cp (bool): Gradient checkpointing of every block. Default: False.
         drop_path_rate (float): Stochastic depth of the last block; block ``i`` of ``N``
             gets ``drop_path_rate * i / (N - 1)`` (the timm rule). Default: 0.0 (off).
@@ -410,16 +411,32 @@ class ResNeSt(BaseModule):
         """
         pretrained, others = split_pretrained_cfg(self.init_cfg)
         if pretrained is None or self.is_init:
-            super().init_weights()
+            self._init_from_cfg()
             return
         if pretrained.get('strict', True) is False:
             init_cfg, self.init_cfg = self.init_cfg, others or self.default_init_cfg
             try:
-                super().init_weights()
+                self._init_from_cfg()
             finally:
                 self.init_cfg = init_cfg
         load_pretrained(self, **pretrained)
         self._is_init = True
+
+    def _init_from_cfg(self) -> None:
+        already_initialised = self.is_init
+        super().init_weights()
+        if not already_initialised:
+            self._zero_dcn_offsets()
+
+    def _zero_dcn_offsets(self) -> None:
+        # The Kaiming entry of init_cfg matches every Conv2d, DCN offset predictors included;
+        # deformable convolutions must start as plain ones (zero offsets), as mmcv builds them.
+        for module in self.modules():
+            offset = getattr(module, 'conv_offset', None)
+            if isinstance(offset, nn.Conv2d):
+                nn.init.zeros_(offset.weight)
+                if offset.bias is not None:
+                    nn.init.zeros_(offset.bias)
 
     def frozen_modules(self) -> list[nn.Module]:
         """The stem and the first ``frozen_stages`` stages (empty when -1)."""
