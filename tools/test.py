@@ -12,7 +12,7 @@ import sys
 from mmengine.config import DictAction
 
 from resnest_mm.apis import USER_ERRORS, build_test_config, prepare_run, run_test
-from resnest_mm.apis.distributed import LAUNCHERS
+from resnest_mm.apis.distributed import LAUNCHERS, shutdown_distributed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +45,7 @@ def main(argv=None) -> None:
     except USER_ERRORS as error:
         sys.exit(f'test.py: error: {error}')
     run_test(cfg)
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

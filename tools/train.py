@@ -13,7 +13,7 @@ import sys
 from mmengine.config import DictAction
 
 from resnest_mm.apis import USER_ERRORS, build_train_config, prepare_run, run_train
-from resnest_mm.apis.distributed import LAUNCHERS
+from resnest_mm.apis.distributed import LAUNCHERS, shutdown_distributed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,6 +47,7 @@ def main(argv=None) -> None:
     except USER_ERRORS as error:
         sys.exit(f'train.py: error: {error}')
     run_train(cfg)
+    shutdown_distributed()
 
 
 if __name__ == '__main__':

@@ -120,3 +120,15 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     for metric in _evaluators(cfg):
         metric.setdefault('collect_dir', collect_dir)
     return True
+
+
+def shutdown_distributed() -> None:
+    """End a distributed run cleanly: wait for every rank, then destroy the process group.
+
+    A process that exits with a gloo group still alive can abort in the group's threads'
+    teardown (``terminate called without an active exception``), failing a finished run.
+    Does nothing when no group is initialised.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
