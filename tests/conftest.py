@@ -52,6 +52,17 @@ def max_abs_diff(a, b) -> float:
     return max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
 
 
+
+def official_stage_outputs(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """layer1..layer4 outputs of a model in the official ResNeSt layout (the authors' package)."""
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    outs = []
+    for name in ('layer1', 'layer2', 'layer3', 'layer4'):
+        x = getattr(model, name)(x)
+        outs.append(x)
+    return tuple(outs)
+
+
 @pytest.fixture
 def image() -> torch.Tensor:
     return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))

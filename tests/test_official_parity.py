@@ -13,7 +13,7 @@ import importlib
 
 import pytest
 import torch
-from conftest import max_abs_diff, randomize_
+from conftest import max_abs_diff, official_stage_outputs, randomize_
 from torch import nn
 
 from resnest_mm import ResNeSt
@@ -37,14 +37,6 @@ def build_official(depth: int, **kwargs) -> nn.Module:
     return model.eval()
 
 
-def official_stages(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    outs = []
-    for name in ('layer1', 'layer2', 'layer3', 'layer4'):
-        x = getattr(model, name)(x)
-        outs.append(x)
-    return tuple(outs)
-
 
 def load_ours(path, **kwargs) -> ResNeSt:
     model = ResNeSt(**kwargs, init_cfg=dict(type='Pretrained', checkpoint=str(path)))
@@ -66,7 +58,7 @@ def test_official_weights_give_official_outputs(tmp_path, depth):
     ours = load_ours(path, depth=depth, stem_channels=2 * DEPTHS[depth])
 
     x = image(depth)
-    assert max_abs_diff(ours(x), official_stages(official, x)) <= 1e-5
+    assert max_abs_diff(ours(x), official_stage_outputs(official, x)) <= 1e-5
 
     # Round trip official -> OpenMMLab -> official: same keys (the classifier aside), same tensors.
     weights = ckpt.to_openmmlab(official.state_dict())
@@ -95,7 +87,7 @@ def test_official_dilated_model_differs_only_by_a_stride_1_avd_pool(tmp_path):
                      dilations=(1, 1, 2, 4), contract_dilation=True)
 
     x = image(8)
-    expected = official_stages(official, x)
+    expected = official_stage_outputs(official, x)
     outs = ours(x)
     assert max_abs_diff(outs[:2], expected[:2]) <= 1e-5
     assert max_abs_diff(outs[2], expected[2]) > 1e-2  # the stride-1 pool changes layer3

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 import torch
-from conftest import max_abs_diff, randomize_
+from conftest import max_abs_diff, official_stage_outputs, randomize_
 
 from resnest_mm import ResNeSt
 
@@ -58,14 +58,6 @@ def official_to_ours(state_dict: dict) -> dict:
     return renamed
 
 
-def official_features(model, x):
-    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
-    outs = []
-    for name in ('layer1', 'layer2', 'layer3', 'layer4'):
-        x = getattr(model, name)(x)
-        outs.append(x)
-    return tuple(outs)
-
 
 @pytest.mark.parametrize('name', ABLATION)
 def test_ablation_models_equal_official(name):
@@ -75,7 +67,7 @@ def test_ablation_models_equal_official(name):
     assert num_params(ours) + FC_PARAMS == num_params(official)
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
-        assert max_abs_diff(ours(x), official_features(official, x)) <= 1e-5
+        assert max_abs_diff(ours(x), official_stage_outputs(official, x)) <= 1e-5
 
 
 @pytest.mark.parametrize('radix', [1, 2, 4])
