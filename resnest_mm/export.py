@@ -1,12 +1,7 @@
 """Export of ResNeSt backbones and MMSegmentation segmentors: TorchScript and ONNX.
 
-- ``torch.jit.trace`` and ``torch.compile(fullgraph=True)`` work on the backbone as it is.
-- ``torch.jit.script`` cannot compile the mm-style modules directly: their norm layers are
-  reached through properties that look up a name (``getattr(self, self.norm1_name)``, which
-  TorchScript rejects), the backbone returns a tuple of as many stages as ``out_indices`` asks
-  for, and gradient checkpointing calls Python. :func:`script_backbone` scripts a copy that
-  shares nothing with the original but its weights' values: the norms are registered under
-  their property names, the stages sit in a ``ModuleList`` and the outputs come as a list.
+- ``torch.jit.trace``, ``torch.jit.script`` and ``torch.compile(fullgraph=True)`` work on the
+  backbone as it is (scripting compiles the forwards of ``models/scriptable.py``).
 - ONNX (opset >= 17) goes through the TorchScript-based exporter (``dynamo=False``), with
   dynamic batch, height and width; :func:`check_onnx` compares onnxruntime with PyTorch.
 """
@@ -22,68 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.resnest import ResNeSt, ResNeStBottleneck
-from .models.split_attention import SplitAttentionConv2d
-
-
-class _ScriptableSplitAttention(SplitAttentionConv2d):
-    # The norms are plain submodules named ``norm0``/``norm1`` in the scripted copy.
-    __jit_unused_properties__ = ['norm0', 'norm1']
-
-
-class _ScriptableBottleneck(ResNeStBottleneck):
-    __jit_unused_properties__ = ['norm1', 'norm3', 'is_init']  # is_init: mmengine BaseModule
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # no gradient checkpointing
-        return self.relu(self._residual(x))
-
-
-class ScriptableResNeSt(nn.Module):
-    """The stages of a :class:`ResNeSt` in a form ``torch.jit.script`` compiles.
-
-    Args:
-        backbone (ResNeSt): The model to mirror; it is deep-copied, not modified.
-
-    Shape:
-        - Input: ``(B, C, H, W)``
-        - Output: a list with the outputs of the stages in ``backbone.out_indices``.
-    """
-
-    def __init__(self, backbone: ResNeSt) -> None:
-        super().__init__()
-        backbone = copy.deepcopy(backbone)
-        for module in backbone.modules():
-            if type(module) is SplitAttentionConv2d:
-                _rename_norms(module, _ScriptableSplitAttention, ('norm0', 'norm1'))
-            elif type(module) is ResNeStBottleneck:
-                _rename_norms(module, _ScriptableBottleneck, ('norm1', 'norm3'))
-        self.stem = backbone.stem
-        self.maxpool = backbone.maxpool
-        self.stages = nn.ModuleList([  # plain Sequentials: mmengine's has unscriptable properties
-            nn.Sequential(*getattr(backbone, name)) for name in backbone.res_layers])
-        self.out_indices: list[int] = list(backbone.out_indices)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.maxpool(self.stem(x))
-        outs: list[torch.Tensor] = []
-        for i, stage in enumerate(self.stages):
-            x = stage(x)
-            if i in self.out_indices:
-                outs.append(x)
-        return outs
-
-
-def _rename_norms(module: nn.Module, cls: type, properties: Sequence[str]) -> None:
-    for prop in properties:
-        name = getattr(module, f'{prop}_name')
-        norm = module._modules.pop(name)
-        module._modules[prop] = norm
-    module.__class__ = cls
-
-
-def script_backbone(backbone: ResNeSt) -> torch.jit.ScriptModule:
-    """``torch.jit.script`` of a copy of ``backbone`` (see :class:`ScriptableResNeSt`)."""
-    return torch.jit.script(ScriptableResNeSt(backbone).train(backbone.training))
+from .models.resnest import ResNeSt
 
 
 class SegmentorLogits(nn.Module):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 
 import pytest
 import torch
 from conftest import max_abs_diff, randomize_
+from mmengine.registry import MODELS
+from torch import nn
 
 from resnest_mm import ResNeSt
-from resnest_mm.export import check_onnx, export_config, export_onnx, script_backbone
+from resnest_mm.export import check_onnx, export_config, export_onnx
 
 SMALL = dict(depth=14, stem_channels=32, base_channels=16)
 SIZES = [(1, 3, 64, 64), (2, 3, 96, 72)]
@@ -32,10 +35,23 @@ def test_trace_generalises_to_other_sizes(backbone):
         assert max_abs_diff(traced(second), backbone(second)) <= 1e-5
 
 
-@pytest.mark.parametrize('kwargs', [{}, dict(with_cp=True, radix=1, groups=2, avd_first=True)])
-def test_script_matches_eager_and_reloads(backbone, kwargs, tmp_path):
-    model = randomize_(ResNeSt(**SMALL, **kwargs)).eval() if kwargs else backbone
-    scripted = script_backbone(model)
+SCRIPT_CASES = [
+    {},
+    dict(with_cp=True, radix=1, groups=2, avd_first=True, out_indices=(1, 3)),
+    dict(norm_cfg=dict(type='GN', num_groups=4), num_stages=2, strides=(1, 2),
+         dilations=(1, 1), out_indices=(0, 1)),
+    dict(dropblock=dict(drop_prob=0.2, block_size=3), drop_path_rate=0.2),
+]
+
+
+@pytest.mark.parametrize('kwargs', SCRIPT_CASES)
+def test_script_compiles_the_backbone_itself(kwargs, tmp_path):
+    model = randomize_(ResNeSt(**SMALL, **kwargs)).eval()
+    classes = [type(m) for m in model.modules()]
+    scripted = torch.jit.script(model)
+    assert isinstance(scripted, torch.jit.ScriptModule)
+    assert [type(m) for m in model.modules()] == classes  # the eager model is left alone
+    assert list(scripted.state_dict()) == list(model.state_dict())
     path = tmp_path / 'resnest.pt'
     torch.jit.save(scripted, str(path))
     reloaded = torch.jit.load(str(path))
@@ -44,7 +60,44 @@ def test_script_matches_eager_and_reloads(backbone, kwargs, tmp_path):
             expected = model(x)
             assert max_abs_diff(tuple(scripted(x)), expected) <= 1e-5
             assert max_abs_diff(tuple(reloaded(x)), expected) <= 1e-5
-    assert 'layer1' in dict(model.named_children())  # the original is left as it was
+
+
+def test_scripted_backbone_trains_like_eager_and_loads_mm_checkpoints():
+    model = randomize_(ResNeSt(**SMALL)).train()
+    twin = copy.deepcopy(model)
+    scripted = torch.jit.script(twin).train()
+    x = inputs()[1]
+    expected, actual = model(x), scripted(x)
+    assert max_abs_diff(tuple(actual), expected) <= 1e-5
+    sum(out.square().sum() for out in expected).backward()
+    sum(out.square().sum() for out in actual).backward()
+    for (name, ours), theirs in zip(model.named_parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(ours.grad, theirs.grad, rtol=1e-4, atol=1e-6), name
+    other = randomize_(ResNeSt(**SMALL), seed=3).eval()
+    scripted.eval().load_state_dict(other.state_dict())
+    with torch.no_grad():
+        assert max_abs_diff(tuple(scripted(x)), other(x)) <= 1e-5
+
+
+@pytest.mark.parametrize('part', ['block', 'split_attention'])
+def test_script_compiles_the_parts(part):
+    model = randomize_(ResNeSt(**SMALL)).eval()
+    module = model.layer2[0] if part == 'block' else model.layer2[0].conv2
+    first_conv = module.conv1 if part == 'block' else module.conv
+    x = torch.randn(2, first_conv.in_channels, 12, 12)
+    with torch.no_grad():
+        assert max_abs_diff(torch.jit.script(module)(x), module(x)) <= 1e-5
+
+
+def test_script_names_an_unsupported_norm():
+    class FilterResponseNorm(nn.BatchNorm2d):
+        _abbr_ = 'frn'
+
+    MODELS.register_module('TestFRN', module=FilterResponseNorm, force=True)
+    model = ResNeSt(**SMALL, norm_cfg=dict(type='TestFRN'))
+    expected = r"norm1_name='frn1' is invalid.*\('bn', 'gn', 'in', 'ln'\)"
+    with pytest.raises(ValueError, match=expected):
+        torch.jit.script(model)
 
 
 def test_compile_fullgraph(backbone):

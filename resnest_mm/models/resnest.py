@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..checkpoint import load_pretrained, split_pretrained_cfg
 from ..registry import MODELS
 from .drop import DropBlock2d, DropPath, drop_path_rates, set_dropblock_prob
+from .scriptable import prepare_backbone, prepare_bottleneck
 from .split_attention import SplitAttentionConv2d
 from .validation import check_backbone_args, check_dcn_args, check_input, check_regularisation_args
 
@@ -126,6 +127,9 @@ class ResNeStBottleneck(BaseModule):
     @property
     def norm3(self) -> nn.Module:
         return getattr(self, self.norm3_name)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        return prepare_bottleneck(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
@@ -395,6 +399,11 @@ class ResNeSt(BaseModule):
             if i in self.out_indices:
                 outs.append(x)
         return tuple(outs)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        # torch.jit.script(backbone) compiles a copy sharing the parameters and state_dict keys
+        # (see models/scriptable.py); it returns a list of the stage outputs.
+        return prepare_backbone(self)
 
     def set_dropblock_prob(self, drop_prob: float) -> None:
         """Set the probability of every DropBlock (for a schedule that ramps it up)."""

@@ -233,6 +233,10 @@ class SplitAttentionConv2d(nn.Module):
     def norm0(self) -> nn.Module:
         return getattr(self, self.norm0_name)
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        from .scriptable import prepare_split_attention  # imports this module
+        return prepare_split_attention(self)
+
     @property
     def norm1(self) -> nn.Module:
         return getattr(self, self.norm1_name)
