@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..checkpoint import load_pretrained, split_pretrained_cfg
 from ..registry import MODELS
 from .drop import DropBlock2d, DropPath, drop_path_rates, set_dropblock_prob
+from .recompute import recipe_book
 from .scriptable import prepare_backbone, prepare_bottleneck
 from .split_attention import SplitAttentionConv2d
 from .validation import check_backbone_args, check_dcn_args, check_input, check_regularisation_args
@@ -139,11 +140,16 @@ class ResNeStBottleneck(BaseModule):
         return self.relu(out)
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.norm1(self.conv1(x))
-        if self.dropblock1 is not None:
-            out = self.dropblock1(out)
-        out = self._split_attention(self.relu(out))
-        out = self.norm3(self.conv3(out))
+        with recipe_book() as book:  # the split attention registers into the same book
+            y = self.conv1(x)
+            out = self.norm1(y)
+            if self.dropblock1 is not None:
+                out = self.dropblock1(out)
+            elif book is not None:  # conv2 (or the avd pool) saves relu(out): rebuilt from y
+                book.add_norm_relu(self.norm1, y, out)
+            del y
+            out = self._split_attention(self.relu(out))
+            out = self.norm3(self.conv3(out))
         if self.dropblock3 is not None:
             out = self.dropblock3(out)
         if self.drop_path is not None:

@@ -11,16 +11,16 @@ Parameter names follow the official release and MMDetection/MMSegmentation (``co
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
 from torch.autograd.function import once_differentiable
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from .norm import norm_single_sample
+from .recompute import Recipe, recipe_book
 
 
 def attention_channels(in_channels: int, radix: int, reduction_factor: int) -> int:
@@ -118,65 +118,14 @@ def weighted_sum(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
     return _weighted_sum_eager(splits, attn)
 
 
-class _RebuildNormReLU:
-    """Saved-tensor hooks that keep ``relu(norm(x))`` as a recipe instead of a tensor.
-
-    Autograd would hold two full-size (B, radix * C, H, W) maps per split attention: the norm's
-    input ``x`` (for the norm's backward) and ``relu(norm(x))`` (for the ReLU's and the
-    weighted sum's backward). For a BatchNorm the second is rebuilt from the first in backward,
-    once, with the same statistics and kernel (so the same bits), and freed after use.
-    """
-
-    def __init__(self, norm: _BatchNorm, x: torch.Tensor, out: torch.Tensor) -> None:
-        self.norm, self.x = norm, x
-        self.batch_stats = norm.training or not norm.track_running_stats
-        self.data_ptr, self.size, self.stride = out.data_ptr(), out.size(), out.stride()
-        self.rebuilt: torch.Tensor | None = None
-
-    def pack(self, tensor: torch.Tensor):
-        if tensor.data_ptr() == self.data_ptr:  # ``out``, or a view of it at offset 0
-            return tensor.size(), tensor.stride(), tensor.storage_offset()
-        return tensor
-
-    def unpack(self, packed) -> torch.Tensor:
-        if isinstance(packed, torch.Tensor):
-            return packed
-        if self.rebuilt is None:
-            norm = self.norm
-            stats = (None, None) if self.batch_stats else (norm.running_mean, norm.running_var)
-            with torch.no_grad():
-                out = F.batch_norm(self.x, *stats, norm.weight, norm.bias, self.batch_stats,
-                                   0.0, norm.eps).relu_()
-            if out.stride() != self.stride:
-                out = torch.empty_strided(self.size, self.stride, dtype=out.dtype,
-                                          device=out.device).copy_(out)
-            self.rebuilt = out
-        return self.rebuilt.as_strided(*packed)
-
-
-def _other_saved_tensor_hooks_active() -> bool:
-    top = getattr(torch._C._autograd, '_top_saved_tensors_default_hooks', None)
-    return top is None or top(False) is not None
-
-
-def rebuild_in_backward(norm: nn.Module, x: torch.Tensor, out: torch.Tensor):
-    """Context in which tensors saved for backward that are ``relu_(out)`` (``out = norm(x)``)
-    are rebuilt from ``x`` in backward rather than kept; a no-op where that is not exact.
-
-    Active for BatchNorm with local statistics (not a training SyncBN) under autograd, and not
-    while tracing, compiling, or when other saved-tensor hooks (gradient checkpointing,
-    offloading) are in charge.
-    """
-    usable = (
-        isinstance(norm, _BatchNorm)
-        and not (norm.training and isinstance(norm, nn.SyncBatchNorm))
-        and torch.is_grad_enabled() and out.requires_grad
-        and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
-        and not _other_saved_tensor_hooks_active())
-    if not usable:
-        return nullcontext()
-    hooks = _RebuildNormReLU(norm, x, out)
-    return torch.autograd.graph.saved_tensors_hooks(hooks.pack, hooks.unpack)
+def _weighted_sum_recipe(
+    splits: torch.Tensor, rebuilt_splits: Recipe | None, attn: torch.Tensor
+) -> Callable[[], torch.Tensor]:
+    """Rebuilds ``weighted_sum(splits, attn)``; holds the splits' recipe if they have one."""
+    if rebuilt_splits is None:
+        return lambda: _weighted_sum_no_grad(splits, attn)
+    shape = splits.shape
+    return lambda: _weighted_sum_no_grad(rebuilt_splits.tensor().view(shape), attn)
 
 
 class SplitAttentionConv2d(nn.Module):
@@ -233,33 +182,40 @@ class SplitAttentionConv2d(nn.Module):
     def norm0(self) -> nn.Module:
         return getattr(self, self.norm0_name)
 
-    def __prepare_scriptable__(self) -> nn.Module:
-        from .scriptable import prepare_split_attention  # imports this module
-        return prepare_split_attention(self)
-
     @property
     def norm1(self) -> nn.Module:
         return getattr(self, self.norm1_name)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if torch.jit.is_scripting():
-            return self._attend(self.relu(self.norm0(self.conv(x))))
-        return self._forward_lean(x)
+    def __prepare_scriptable__(self) -> nn.Module:
+        from .scriptable import prepare_split_attention  # imports this module
+        return prepare_split_attention(self)
 
-    @torch.jit.unused
-    def _forward_lean(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(x)
-        out = self.norm0(y)
-        context = rebuild_in_backward(self.norm0, y, out)
-        del y  # without autograd nothing else needs the convolution's output: free it now
-        with context:
-            return self._attend(self.relu(out))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with recipe_book() as book:
+            y = self.conv(x)
+            out = self.norm0(y)
+            rebuilt = None if book is None else book.add_norm_relu(self.norm0, y, out)
+            del y  # without autograd nothing else needs the convolution's output: free it now
+            splits = self._splits(self.relu(out))
+            attn = self._attention_weights(splits)
+            out = weighted_sum(splits, attn)
+            if book is not None:  # what conv3 or the avd pool saves: rebuilt from the splits
+                book.add(out, _weighted_sum_recipe(splits, rebuilt, attn))
+            return out
 
     def _attend(self, x: torch.Tensor) -> torch.Tensor:
+        splits = self._splits(x)
+        return weighted_sum(splits, self._attention_weights(splits))
+
+    def _splits(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, radix * C, H, W)`` -> the splits ``(B, radix, C, H, W)`` (a view)."""
         batch, _, height, width = x.shape
-        splits = x.view(batch, self.radix, self.channels, height, width)
+        return x.view(batch, self.radix, self.channels, height, width)
+
+    def _attention_weights(self, splits: torch.Tensor) -> torch.Tensor:
+        batch = splits.size(0)
         attn = self.attention(splits.sum(dim=1))
-        return weighted_sum(splits, attn.view(batch, self.radix, self.channels, 1, 1))
+        return attn.view(batch, self.radix, self.channels, 1, 1)
 
     def attention(self, fused: torch.Tensor) -> torch.Tensor:
         """Attention weights ``(B, radix, channels)`` from the fused splits ``(B, C, H, W)``."""

@@ -1,0 +1,125 @@
+"""Tensors saved for backward kept as recipes and rebuilt in backward, with the same bits.
+
+A ResNeSt bottleneck in training holds, for backward, several full-size maps that are cheap
+functions of maps it holds anyway: ``relu(bn(y))`` next to the norm's input ``y`` (after
+``norm1`` and after the split attention's ``bn0``), and the attention-weighted sum next to its
+splits and weights. A :class:`RecipeBook` is a pair of saved-tensor hooks: when autograd saves a
+tensor whose storage has a recipe, it keeps the recipe instead, and rebuilds the tensor (once,
+cached) when backward first needs it. Rebuilding uses the same kernels on the same inputs, so
+gradients are bit-identical to keeping the tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class Recipe:
+    """How to rebuild one saved tensor; the rebuilt tensor is made once and cached."""
+
+    def __init__(self, like: torch.Tensor, rebuild: Callable[[], torch.Tensor]) -> None:
+        self.size, self.stride = like.size(), like.stride()
+        self._rebuild = rebuild
+        self._tensor: torch.Tensor | None = None
+
+    def tensor(self) -> torch.Tensor:
+        if self._tensor is None:
+            with torch.no_grad():
+                out = self._rebuild()
+            if out.stride() != self.stride:  # e.g. channels_last input, contiguous kernel output
+                out = torch.empty_strided(self.size, self.stride, dtype=out.dtype,
+                                          device=out.device).copy_(out)
+            self._tensor = out
+        return self._tensor
+
+
+class RecipeBook:
+    """Saved-tensor hooks that replace registered tensors by their :class:`Recipe`.
+
+    Open one with :func:`recipe_book`. Registered tensors are kept alive until the book closes,
+    so that no other tensor can take their storage (and so be mistaken for them) meanwhile.
+    """
+
+    def __init__(self) -> None:
+        self._recipes: dict[int, tuple[Recipe, torch.Tensor]] = {}
+
+    def add(self, out: torch.Tensor, rebuild: Callable[[], torch.Tensor]) -> Recipe:
+        """Save ``out`` (and views of it) as ``rebuild()`` from now on."""
+        recipe = Recipe(out, rebuild)
+        self._recipes[out.untyped_storage().data_ptr()] = (recipe, out)
+        return recipe
+
+    def add_norm_relu(self, norm: nn.Module, x: torch.Tensor, out: torch.Tensor) -> Recipe | None:
+        """Register ``out = norm(x)``, to be turned into ``relu(out)`` in place, if that can be
+        rebuilt exactly: a BatchNorm with local statistics (not a training SyncBN)."""
+        if not isinstance(norm, _BatchNorm) or (
+                norm.training and isinstance(norm, nn.SyncBatchNorm)) or not out.requires_grad:
+            return None
+        batch_stats = norm.training or not norm.track_running_stats
+        stats = (None, None) if batch_stats else (norm.running_mean, norm.running_var)
+
+        def rebuild() -> torch.Tensor:
+            # momentum 0: running statistics, if given, are read and not updated
+            return F.batch_norm(x, *stats, norm.weight, norm.bias, batch_stats, 0.0,
+                                norm.eps).relu_()
+
+        return self.add(out, rebuild)
+
+    def close(self) -> None:
+        self._recipes.clear()
+
+    def pack(self, tensor: torch.Tensor):
+        entry = self._recipes.get(tensor.untyped_storage().data_ptr())
+        if entry is None:
+            return tensor
+        return entry[0], tensor.size(), tensor.stride(), tensor.storage_offset()
+
+    @staticmethod
+    def unpack(packed) -> torch.Tensor:
+        if isinstance(packed, torch.Tensor):
+            return packed
+        recipe, size, stride, offset = packed
+        return recipe.tensor().as_strided(size, stride, offset)
+
+
+_UNKNOWN_HOOKS = (None, None)
+
+
+def _innermost_hooks():
+    """The innermost saved-tensor hooks ``(pack, unpack)``, or None when none are set."""
+    top = getattr(torch._C._autograd, '_top_saved_tensors_default_hooks', None)
+    if top is None:  # this torch cannot tell: assume somebody else's hooks
+        return _UNKNOWN_HOOKS
+    return top(False)
+
+
+@contextmanager
+def recipe_book() -> Iterator[RecipeBook | None]:
+    """The active :class:`RecipeBook`, or a new one for the ``with`` block, or None.
+
+    None (autograd keeps everything itself) without autograd, while tracing or compiling, or
+    when other saved-tensor hooks are in charge (gradient checkpointing, offloading). A book
+    opened by an enclosing block is shared: a bottleneck and its split attention register
+    into one.
+    """
+    if (not torch.is_grad_enabled() or torch.jit.is_tracing()
+            or torch.compiler.is_compiling()):
+        yield None
+        return
+    hooks = _innermost_hooks()
+    if hooks is not None:
+        owner = getattr(hooks[0], '__self__', None)
+        yield owner if isinstance(owner, RecipeBook) else None
+        return
+    book = RecipeBook()
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(book.pack, book.unpack):
+            yield book
+    finally:
+        book.close()

@@ -1,0 +1,94 @@
+"""Saved tensors kept as recipes (models/recompute.py): same bits, less memory held."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from conftest import randomize_
+
+from resnest_mm import ResNeSt, benchmark
+from resnest_mm.models.recompute import RecipeBook, recipe_book
+
+SMALL = dict(depth=26, stem_channels=16, base_channels=8, frozen_stages=1)
+
+
+def keep_everything():
+    """Pass-through saved-tensor hooks: autograd keeps every tensor, the recipes stand aside."""
+    return torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t)
+
+
+def train_step(model, x):
+    model.zero_grad(set_to_none=True)
+    outs = model(x)
+    weights = [torch.linspace(-1, 1, out.numel()).view_as(out) for out in outs]
+    sum((out * w).sum() for out, w in zip(outs, weights, strict=True)).backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    return list(outs), grads, [b.clone() for b in model.buffers()]
+
+
+@pytest.mark.parametrize('kwargs', [
+    {}, dict(avd_first=True, radix=1), dict(groups=2, radix=4),
+    dict(dropblock=dict(drop_prob=0.0, block_size=3)), dict(norm_cfg=dict(type='GN', num_groups=4)),
+])
+@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'nhwc'])
+def test_gradients_are_bit_identical_to_keeping_the_tensors(kwargs, channels_last):
+    model = randomize_(ResNeSt(**SMALL, **kwargs)).train()
+    twin = copy.deepcopy(model)
+    x = torch.randn(2, 3, 40, 56, generator=torch.Generator().manual_seed(1))
+    if channels_last:
+        model, twin = (m.to(memory_format=torch.channels_last) for m in (model, twin))
+        x = x.to(memory_format=torch.channels_last)
+    lean = train_step(model, x)
+    with keep_everything():
+        kept = train_step(twin, x)
+    for lean_part, kept_part in zip(lean, kept, strict=True):
+        assert len(lean_part) == len(kept_part)
+        for a, b in zip(lean_part, kept_part, strict=True):
+            assert torch.equal(a, b)
+
+
+def test_recipes_cut_what_autograd_holds_by_the_rebuilt_maps():
+    model = randomize_(ResNeSt(**SMALL)).train()
+    x = torch.randn(2, 3, 64, 64)
+    cfg = benchmark.BenchmarkConfig(device='cpu')
+    rebuilt = 0
+
+    def count(module, inputs, output):
+        nonlocal rebuilt
+        rebuilt += output.numel() * output.element_size()
+
+    hooks = []
+    for layer in (model.layer2, model.layer3, model.layer4):  # layer1 is frozen
+        for block in layer:
+            # relu(norm1(conv1(x))), relu(bn0(conv(x))) and the weighted sum are rebuilt
+            hooks += [block.norm1.register_forward_hook(count),
+                      block.conv2.norm0.register_forward_hook(count),
+                      block.conv2.register_forward_hook(count)]
+    lean = benchmark.held_for_backward_bytes(model, x, cfg)
+    for hook in hooks:
+        hook.remove()
+    with keep_everything():
+        kept = benchmark.held_for_backward_bytes(model, x, cfg)
+    assert kept - lean == rebuilt
+
+
+def test_book_is_shared_by_nested_blocks_and_stands_aside_for_other_hooks():
+    with recipe_book() as outer:
+        assert isinstance(outer, RecipeBook)
+        with recipe_book() as inner:
+            assert inner is outer
+    with keep_everything(), recipe_book() as book:
+        assert book is None
+    with torch.no_grad(), recipe_book() as book:
+        assert book is None
+
+
+def test_registered_storage_cannot_be_mistaken_while_the_book_is_open():
+    with recipe_book() as book:
+        out = torch.ones(4, requires_grad=True) * 2
+        book.add(out, lambda: torch.full((4,), 2.0))
+        del out  # the book keeps it alive, so no new tensor can reuse its address
+        fresh = torch.zeros(4)
+        assert book.pack(fresh) is fresh
