@@ -1,4 +1,4 @@
-"""Distributed runs on the CPU: gloo, DDP without device ids, SyncBN -> BN, 1 vs 2 processes."""
+"""Distributed runs on the CPU: gloo, DDP without device ids, CPUSyncBN, 1 vs 2 processes."""
 
 import json
 import os
@@ -13,7 +13,7 @@ from conftest import randomize_
 from tiny import DEEPLABV3, REPO, as_cli, tiny_segmentation_options
 
 from resnest_mm.apis import build_test_config, load_config, run_test, setup_cpu_distributed
-from resnest_mm.apis.distributed import replace_sync_bn
+from resnest_mm.apis.distributed import CPU_SYNC_BN, replace_sync_bn
 from resnest_mm.datasets import make_ade20k
 
 pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU-only path')
@@ -29,14 +29,15 @@ def test_replace_sync_bn_counts_and_replaces_nested_norms():
     cfg = dict(backbone=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)),
                heads=[dict(norm_cfg=dict(type='SyncBN')), dict(norm_cfg=dict(type='GN'))])
     assert replace_sync_bn(cfg) == 2
-    assert cfg['backbone']['norm_cfg'] == dict(type='BN', requires_grad=True)
-    assert cfg['heads'][0]['norm_cfg']['type'] == 'BN'
+    assert cfg['backbone']['norm_cfg'] == dict(type='resnest_mm.CPUSyncBN', requires_grad=True)
+    assert cfg['heads'][0]['norm_cfg']['type'] == 'resnest_mm.CPUSyncBN'
     assert cfg['heads'][1]['norm_cfg']['type'] == 'GN'
 
 
 def test_setup_cpu_distributed_rewrites_the_config_once(tmp_path, monkeypatch):
     cfg = load_config(DEEPLABV3)
     cfg.work_dir = str(tmp_path)
+    cfg.sync_bn = 'torch'  # mmengine's BN -> torch SyncBN conversion, which needs a GPU
     assert setup_cpu_distributed(cfg, 'none') is False
     assert 'model_wrapper_cfg' not in cfg
 
@@ -48,11 +49,14 @@ def test_setup_cpu_distributed_rewrites_the_config_once(tmp_path, monkeypatch):
             warnings.simplefilter('always')
             assert setup_cpu_distributed(cfg, 'pytorch') is True
         assert dist.get_backend() == 'gloo'
-        sync_bn = [w for w in caught if 'SyncBN' in str(w.message)]
-        assert len(sync_bn) == 1
-        assert cfg.model_wrapper_cfg == dict(type='MMDistributedDataParallel', device_ids=None)
+        messages = [str(w.message) for w in caught]
+        assert sum('SyncBN runs as resnest_mm.CPUSyncBN' in m for m in messages) == 1
+        assert sum("cfg.sync_bn='torch' is ignored on the CPU" in m for m in messages) == 1
+        assert 'sync_bn' not in cfg
+        assert cfg.model_wrapper_cfg == dict(type='CPUSyncBNDistributedDataParallel',
+                                             device_ids=None)
         assert cfg.env_cfg.dist_cfg.backend == 'gloo'
-        assert 'SyncBN' not in str(cfg.model)
+        assert "'SyncBN'" not in str(cfg.model) and CPU_SYNC_BN in str(cfg.model)
         assert cfg.val_evaluator.collect_dir == str(tmp_path / '.dist_collect')
     finally:
         dist.destroy_process_group()
@@ -88,20 +92,23 @@ def test_two_processes_evaluate_exactly_like_one(tmp_path):
     assert set(single) <= set(double)
     assert {k: double[k] for k in single} == single
     assert 0 < single['mIoU'] < 100 and single['aAcc'] > 0
-    assert run.stderr.count('SyncBN is not available for distributed runs on the CPU') == 1
+    assert run.stderr.count('SyncBN runs as resnest_mm.CPUSyncBN on the CPU') == 1
 
 
 
 @pytest.mark.slow
 def test_two_processes_train_with_ddp_on_the_cpu(tmp_path):
-    """tools/dist_train.sh with 2 CPU processes: gloo, DDP without device ids, BN for SyncBN."""
+    """tools/dist_train.sh with 2 CPU processes, one image each: gloo, DDP without device ids,
+    SyncBN as CPUSyncBN, so no BN (the ASPP's pooled one included) sees a single value."""
     data_root = str(make_ade20k(tmp_path / 'data', num_train=4, num_val=2, seed=3,
                                 height=64, width=64)) + '/'
+    options = {**tiny_segmentation_options(data_root), 'train_dataloader.batch_size': 1}
     env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1')
     run = subprocess.run(
         ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(DEEPLABV3), '2',
-         '--work-dir', str(tmp_path / 'w'), *as_cli(tiny_segmentation_options(data_root))],
+         '--work-dir', str(tmp_path / 'w'), *as_cli(options)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / 'w' / 'iter_2.pth').exists()
-    assert run.stderr.count('SyncBN is not available for distributed runs on the CPU') == 1
+    assert run.stderr.count('SyncBN runs as resnest_mm.CPUSyncBN on the CPU') == 1
+    assert 'a training batch of one sample' not in run.stderr  # norm.py's fallback

@@ -1,10 +1,13 @@
-"""Distributed runs without CUDA: gloo, DDP without device ids, SyncBN replaced by BN.
+"""Distributed runs without CUDA: gloo, DDP without device ids, SyncBN as CPUSyncBN.
 
 mmengine 0.10's launchers call ``torch.cuda.set_device`` and default to NCCL, and its Runner
-wraps models in DDP with ``device_ids=[local_rank]``; ``SyncBatchNorm`` refuses CPU tensors.
-When CUDA is unavailable, :func:`setup_cpu_distributed` initialises the process group itself
-(the Runner then skips its own CUDA-bound initialisation) and rewrites the config so the
-Runner builds a CPU-compatible model. With CUDA nothing is changed: mmengine does its usual.
+wraps models in DDP with ``device_ids=[local_rank]``; torch's ``SyncBatchNorm`` refuses CPU
+tensors, and its DDP refuses CPU models with SyncBatchNorm layers. When CUDA is unavailable,
+:func:`setup_cpu_distributed` initialises the process group itself (the Runner then skips its
+own CUDA-bound initialisation) and rewrites the config so the Runner builds a CPU-compatible
+model, whose SyncBN layers are :class:`~resnest_mm.models.sync_bn.CPUSyncBatchNorm` (batch
+statistics still synchronised over the processes, through gloo) in a DDP that accepts them.
+With CUDA nothing is changed: mmengine does its usual.
 """
 
 from __future__ import annotations
@@ -20,9 +23,15 @@ from mmengine.config import Config
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'SyncBatchNorm')
+CPU_SYNC_BN = 'resnest_mm.CPUSyncBN'
+CPU_DDP = 'CPUSyncBNDistributedDataParallel'  # MMDistributedDataParallel accepting CPUSyncBN
 SYNC_BN_WARNING = (
-    'SyncBN is not available for distributed runs on the CPU: {count} norm layer config(s) '
-    'with type SyncBN use BN instead (statistics per process, not synchronised).')
+    'SyncBN runs as resnest_mm.CPUSyncBN on the CPU: {count} norm layer config(s) with type '
+    "SyncBN synchronise their batch statistics over gloo (torch's SyncBN needs a GPU).")
+SYNC_BN_KEY_WARNING = (
+    "cfg.sync_bn={value!r} is ignored on the CPU: it converts the BatchNorms to torch's "
+    'SyncBN, which needs a GPU, so they keep per-process statistics. Give them '
+    "norm_cfg=dict(type='resnest_mm.CPUSyncBN') to synchronise them over the processes.")
 
 
 def check_launcher(launcher: str) -> None:
@@ -56,7 +65,8 @@ def _set_env_from_launcher(launcher: str) -> None:
 
 
 def replace_sync_bn(node: Any) -> int:
-    """Replace every ``type='SyncBN'`` (and mmcv's MMSyncBN) norm config by BN, in place.
+    """Replace every ``type='SyncBN'`` (mmcv's MMSyncBN, torch's SyncBatchNorm) norm config by
+    ``resnest_mm.CPUSyncBN``, which synchronises over the CPU processes too, in place.
 
     Args:
         node: a config (dict, list or tuple, nested).
@@ -67,7 +77,7 @@ def replace_sync_bn(node: Any) -> int:
     count = 0
     if isinstance(node, dict):
         if node.get('type') in SYNC_BN_TYPES:
-            node['type'] = 'BN'
+            node['type'] = CPU_SYNC_BN
             count += 1
         for value in node.values():
             count += replace_sync_bn(value)
@@ -91,8 +101,11 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     """Prepare a distributed run on the CPU; does nothing with launcher 'none' or with CUDA.
 
     Initialises a gloo process group from the launcher's environment, sets
-    ``model_wrapper_cfg`` to DDP without device ids, replaces SyncBN by BN (one warning, from
-    rank 0) and gives each metric a result-collection folder under the work dir, which every
+    ``model_wrapper_cfg`` to DDP without device ids (``CPUSyncBNDistributedDataParallel`` in
+    place of mmengine's default ``MMDistributedDataParallel``), makes SyncBN norm configs
+    ``resnest_mm.CPUSyncBN`` (statistics still synchronised, over gloo; one warning, from rank
+    0), drops ``cfg.sync_bn`` (mmengine's conversion to torch's SyncBN would fail on the CPU;
+    warned) and gives each metric a result-collection folder under the work dir, which every
     rank must see (a shared file system across nodes).
 
     Args:
@@ -110,12 +123,18 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
         dist.init_process_group('gloo')
     cfg.launcher = launcher
     cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})['backend'] = 'gloo'
-    wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'))
+    wrapper = dict(cfg.get('model_wrapper_cfg') or dict(type=CPU_DDP))
+    if wrapper.get('type') == 'MMDistributedDataParallel':
+        wrapper['type'] = CPU_DDP
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
-    count = replace_sync_bn(cfg.model) + (cfg.pop('sync_bn', None) is not None)
-    if count and dist.get_rank() == 0:
-        warnings.warn(SYNC_BN_WARNING.format(count=count), stacklevel=2)
+    count = replace_sync_bn(cfg.model)
+    sync_bn = cfg.pop('sync_bn', None)
+    if dist.get_rank() == 0:
+        if count:
+            warnings.warn(SYNC_BN_WARNING.format(count=count), stacklevel=2)
+        if sync_bn is not None:
+            warnings.warn(SYNC_BN_KEY_WARNING.format(value=sync_bn), stacklevel=2)
     collect_dir = os.path.join(os.path.abspath(cfg.work_dir), '.dist_collect')
     for metric in _evaluators(cfg):
         metric.setdefault('collect_dir', collect_dir)
