@@ -155,7 +155,8 @@ class ResNeStBottleneck(BaseModule):
         if self.drop_path is not None:
             out = self.drop_path(out)
         identity = x if self.downsample is None else self.downsample(x)
-        return out + identity
+        out += identity  # in place: a fresh full-size buffer costs page faults on the CPU
+        return out
 
     def _split_attention(self, x: torch.Tensor) -> torch.Tensor:
         if self.avd_layer is not None and self.avd_first:
