@@ -89,6 +89,18 @@ def test_script_compiles_the_parts(part):
         assert max_abs_diff(torch.jit.script(module)(x), module(x)) <= 1e-5
 
 
+def test_script_asks_to_revert_sync_batchnorm_first():
+    from mmengine.model import revert_sync_batchnorm
+
+    model = randomize_(ResNeSt(**SMALL, norm_cfg=dict(type='SyncBN'))).eval()
+    with pytest.raises(ValueError, match=r'SyncBatchNorm.*revert_sync_batchnorm'):
+        torch.jit.script(model)
+    scripted = torch.jit.script(revert_sync_batchnorm(model))
+    x = inputs()[0]
+    with torch.no_grad():
+        assert max_abs_diff(tuple(scripted(x)), model(x)) <= 1e-5
+
+
 def test_script_names_an_unsupported_norm():
     class FilterResponseNorm(nn.BatchNorm2d):
         _abbr_ = 'frn'

@@ -4,7 +4,7 @@
         [--amp] [--auto-scale-lr] [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
 
 Several processes: tools/dist_train.sh CONFIG GPUS [args]; on a machine without CUDA the
-processes use gloo and SyncBN becomes BN.
+processes use gloo and SyncBN runs as resnest_mm.CPUSyncBN (statistics synchronised over gloo).
 """
 
 import argparse

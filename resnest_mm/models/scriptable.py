@@ -157,6 +157,11 @@ def prepare_bottleneck(block: nn.Module) -> nn.Module:
 
 def prepare_backbone(backbone: nn.Module) -> nn.Module:
     """``ResNeSt.__prepare_scriptable__``."""
+    if any(isinstance(m, nn.SyncBatchNorm) for m in backbone.modules()):
+        raise ValueError(
+            'torch.jit.script: the backbone has SyncBatchNorm layers (norm_cfg type SyncBN or '
+            'resnest_mm.CPUSyncBN), which TorchScript cannot compile; script '
+            'mmengine.model.revert_sync_batchnorm(model) instead (BatchNorm, same state_dict).')
     scriptable = scriptable_copy(backbone, ScriptableResNeSt)
     scriptable.out_indices = list(backbone.out_indices)
     for name in backbone.res_layers:
