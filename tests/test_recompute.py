@@ -29,12 +29,12 @@ def train_step(model, x):
 
 
 @pytest.mark.parametrize('kwargs', [
-    {}, dict(avd_first=True, radix=1), dict(groups=2, radix=4),
+    {}, dict(frozen_stages=-1), dict(avd_first=True, radix=1), dict(groups=2, radix=4),
     dict(dropblock=dict(drop_prob=0.0, block_size=3)), dict(norm_cfg=dict(type='GN', num_groups=4)),
 ])
 @pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'nhwc'])
 def test_gradients_are_bit_identical_to_keeping_the_tensors(kwargs, channels_last):
-    model = randomize_(ResNeSt(**SMALL, **kwargs)).train()
+    model = randomize_(ResNeSt(**dict(SMALL, **kwargs))).train()
     twin = copy.deepcopy(model)
     x = torch.randn(2, 3, 40, 56, generator=torch.Generator().manual_seed(1))
     if channels_last:
@@ -49,8 +49,9 @@ def test_gradients_are_bit_identical_to_keeping_the_tensors(kwargs, channels_las
             assert torch.equal(a, b)
 
 
-def test_recipes_cut_what_autograd_holds_by_the_rebuilt_maps():
-    model = randomize_(ResNeSt(**SMALL)).train()
+@pytest.mark.parametrize('frozen_stages', [1, -1])
+def test_recipes_cut_what_autograd_holds_by_the_rebuilt_maps(frozen_stages):
+    model = randomize_(ResNeSt(**dict(SMALL, frozen_stages=frozen_stages))).train()
     x = torch.randn(2, 3, 64, 64)
     cfg = benchmark.BenchmarkConfig(device='cpu')
     rebuilt = 0
@@ -59,8 +60,12 @@ def test_recipes_cut_what_autograd_holds_by_the_rebuilt_maps():
         nonlocal rebuilt
         rebuilt += output.numel() * output.element_size()
 
+    trained = [model.layer2, model.layer3, model.layer4]
     hooks = []
-    for layer in (model.layer2, model.layer3, model.layer4):  # layer1 is frozen
+    if frozen_stages < 0:  # every stem norm's ReLU output is rebuilt too
+        trained.append(model.layer1)
+        hooks += [norm.register_forward_hook(count) for norm in list(model.stem)[1::3]]
+    for layer in trained:
         for block in layer:
             # relu(norm1(conv1(x))), relu(bn0(conv(x))) and the weighted sum are rebuilt
             hooks += [block.norm1.register_forward_hook(count),

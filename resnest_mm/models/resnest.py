@@ -399,7 +399,7 @@ class ResNeSt(BaseModule):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         check_input(x, self.in_channels)
-        x = self.maxpool(self.stem(x))
+        x = self._stem_and_pool(x)
         outs = []
         for i, name in enumerate(self.res_layers):
             x = getattr(self, name)(x)
@@ -411,6 +411,17 @@ class ResNeSt(BaseModule):
         # torch.jit.script(backbone) compiles a copy sharing the parameters and state_dict keys
         # (see models/scriptable.py); it returns a list of the stage outputs.
         return prepare_backbone(self)
+
+    def _stem_and_pool(self, x: torch.Tensor) -> torch.Tensor:
+        layers = list(self.stem)
+        with recipe_book() as book:  # the ReLU outputs the next layer saves: rebuilt from y
+            for conv, norm, relu in zip(layers[0::3], layers[1::3], layers[2::3], strict=True):
+                y = conv(x)
+                x = norm(y)
+                if book is not None:
+                    book.add_norm_relu(norm, y, x)
+                x = relu(x)
+            return self.maxpool(x)
 
     def set_dropblock_prob(self, drop_prob: float) -> None:
         """Set the probability of every DropBlock (for a schedule that ramps it up)."""
