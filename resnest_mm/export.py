@@ -1,7 +1,8 @@
 """Export of ResNeSt backbones and MMSegmentation segmentors: TorchScript and ONNX.
 
-- ``torch.jit.trace``, ``torch.jit.script`` and ``torch.compile(fullgraph=True)`` work on the
-  backbone as it is (scripting compiles the forwards of ``models/scriptable.py``).
+- ``torch.jit.trace``, ``torch.jit.script``, ``torch.export.export`` and
+  ``torch.compile(fullgraph=True)`` work on the backbone as it is (scripting compiles the
+  forwards of ``models/scriptable.py``).
 - ONNX (opset >= 17) goes through the TorchScript-based exporter (``dynamo=False``), with
   dynamic batch, height and width; :func:`check_onnx` compares onnxruntime with PyTorch.
 """

@@ -112,6 +112,17 @@ def test_script_names_an_unsupported_norm():
         torch.jit.script(model)
 
 
+def test_torch_export_with_dynamic_batch_and_sizes_in_steps_of_32(backbone):
+    batch = torch.export.Dim('batch', min=1, max=64)
+    height, width = torch.export.Dim('h32', min=1, max=64), torch.export.Dim('w32', min=1, max=64)
+    program = torch.export.export(
+        backbone, tuple(inputs([(2, 3, 64, 96)])),
+        dynamic_shapes=({0: batch, 2: 32 * height, 3: 32 * width},))
+    for x in inputs([(3, 3, 96, 64), (1, 3, 160, 224)], seed=7):
+        with torch.no_grad():
+            assert max_abs_diff(program.module()(x), backbone(x)) <= 1e-5
+
+
 def test_compile_fullgraph(backbone):
     torch._dynamo.reset()
     compiled = torch.compile(backbone, fullgraph=True, backend='eager', dynamic=True)
