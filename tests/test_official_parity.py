@@ -69,29 +69,35 @@ def test_official_weights_give_official_outputs(tmp_path, depth):
     assert all(torch.equal(back[k], v) for k, v in original.items())
 
 
+@pytest.mark.parametrize(('dilations', 'official_kwargs'), [
+    ((1, 1, 2, 4), dict(dilated=True)),      # output stride 8, the segmentation models
+    ((1, 1, 1, 2), dict(dilation=2)),        # output stride 16
+])
 @torch.no_grad()
-def test_official_dilated_model_differs_only_by_a_stride_1_avd_pool(tmp_path):
-    """The official segmentation backbone (``dilated=True``) versus our output stride 8.
+def test_official_dilated_models_need_first_block_avd(tmp_path, dilations, official_kwargs):
+    """The authors' dilated backbones versus ours at the same output stride.
 
-    The weights map one to one, but the architectures differ: the official ``_make_layer``
-    passes ``is_first=True`` to the first block of layer2..4, so in a dilated (stride-1) stage
-    that block still applies its 3x3 average pool, with stride 1. MMSegmentation's ResNeSt and
-    ours only pool where the stride is 2. With that pool added, all four stages match.
+    The weights map one to one, but the official ``_make_layer`` passes ``is_first=True`` to the
+    first block of layer2..4, so in a dilated (stride-1) stage that block still applies its 3x3
+    average pool, with stride 1. MMSegmentation's ResNeSt and ours by default only pool where
+    the stride is 2; ``first_block_avd=True`` adds that pool and all four stages match.
     """
-    official = build_official(50, dilated=True)
-    assert isinstance(official.layer3[0].avd_layer, nn.AvgPool2d)
-    assert official.layer3[0].avd_layer.stride == 1
+    official = build_official(50, **official_kwargs)
+    assert official.layer4[0].avd_layer.stride == 1
     path = tmp_path / 'resnest50.pth'
     torch.save(official.state_dict(), path)
-    ours = load_ours(path, depth=50, stem_channels=64, strides=(1, 2, 1, 1),
-                     dilations=(1, 1, 2, 4), contract_dilation=True)
-
+    strides = tuple(1 if d > 1 else s for s, d in zip((1, 2, 2, 2), dilations, strict=True))
+    layout = dict(depth=50, stem_channels=64, strides=strides, dilations=dilations,
+                  contract_dilation=True)
     x = image(8)
     expected = official_stage_outputs(official, x)
-    outs = ours(x)
-    assert max_abs_diff(outs[:2], expected[:2]) <= 1e-5
-    assert max_abs_diff(outs[2], expected[2]) > 1e-2  # the stride-1 pool changes layer3
 
-    for stage in (ours.layer3, ours.layer4):
-        stage[0].avd_layer = nn.AvgPool2d(3, 1, padding=1)
+    like_mmseg = load_ours(path, **layout)
+    outs = like_mmseg(x)
+    first_dilated = dilations.index(2)
+    assert max_abs_diff(outs[:first_dilated], expected[:first_dilated]) <= 1e-5
+    assert max_abs_diff(outs[first_dilated], expected[first_dilated]) > 1e-2
+
+    ours = load_ours(path, **layout, first_block_avd=True)
+    assert list(ours.state_dict()) == list(like_mmseg.state_dict())
     assert max_abs_diff(ours(x), expected) <= 1e-5

@@ -31,6 +31,9 @@ SMALL = dict(depth=14, stem_channels=32, base_channels=16)
     (dict(multi_grid=(1, 2, 4)), ValueError, ['multi_grid=(1, 2, 4)', '1 values']),
     (dict(pretrained='a.pth', init_cfg=dict(type='Pretrained', checkpoint='b.pth')), ValueError,
      ['pretrained', 'init_cfg']),
+    (dict(first_block_avd=1), TypeError, ['first_block_avd=1', 'True or False']),
+    (dict(first_block_avd=True, avg_down_stride=False), ValueError,
+     ['first_block_avd=True', 'avg_down_stride=True']),
 ])
 def test_bad_options_are_named(override, exc, words):
     with pytest.raises(exc) as info:

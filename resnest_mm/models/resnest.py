@@ -24,7 +24,13 @@ from .drop import DropBlock2d, DropPath, drop_path_rates, set_dropblock_prob
 from .recompute import recipe_book
 from .scriptable import prepare_backbone, prepare_bottleneck
 from .split_attention import SplitAttentionConv2d
-from .validation import check_backbone_args, check_dcn_args, check_input, check_regularisation_args
+from .validation import (
+    check_backbone_args,
+    check_dcn_args,
+    check_first_block_avd,
+    check_input,
+    check_regularisation_args,
+)
 
 
 class ResNeStBottleneck(BaseModule):
@@ -48,6 +54,8 @@ class ResNeStBottleneck(BaseModule):
             3x3 convolution. Default: True.
         avd_first (bool): Put that pool before the split attention instead of after it.
             Default: False.
+        avd_unstrided (bool): Have that pool (3x3, stride 1) even when the block does not
+            stride, as the first blocks of the authors' dilated models do. Default: False.
         conv_cfg (dict | None): Convolution config. Default: None.
         norm_cfg (dict): Norm layer config. Default: ``dict(type='BN')``.
         with_cp (bool): Recompute the block in backward (gradient checkpointing).
@@ -84,6 +92,7 @@ class ResNeStBottleneck(BaseModule):
         reduction_factor: int = 4,
         avg_down_stride: bool = True,
         avd_first: bool = False,
+        avd_unstrided: bool = False,
         conv_cfg: dict | None = None,
         norm_cfg: dict = dict(type='BN'),
         with_cp: bool = False,
@@ -97,7 +106,7 @@ class ResNeStBottleneck(BaseModule):
         out_channels = planes * self.expansion
         self.with_cp = with_cp
         self.avd_first = avd_first
-        use_avd = avg_down_stride and stride > 1
+        use_avd = avg_down_stride and (stride > 1 or avd_unstrided)
 
         self.conv1 = build_conv_layer(conv_cfg, in_channels, width, 1, bias=False)
         self.norm1_name, norm1 = build_norm_layer(norm_cfg, width, postfix=1)
@@ -209,6 +218,11 @@ class ResNeSt(BaseModule):
         reduction_factor (int): Squeeze ratio of the attention. Default: 4.
         avg_down_stride (bool): Downsample inside blocks with an average pool. Default: True.
         avd_first (bool): Pool before the split attention rather than after. Default: False.
+        first_block_avd (bool): Give the first block of stages 2-4 its average pool (3x3,
+            stride 1) even where it does not stride, as the authors' dilated segmentation
+            models do (their ``is_first``); their checkpoints then give their outputs at
+            output stride 8 or 16. No parameters change. Default: False (as MMDetection and
+            MMSegmentation).
         frozen_stages (int): -1 freezes nothing, 0 the stem, k the stem and stages 1..k.
             Frozen parameters stop receiving gradients and their norm layers stay in eval mode.
             Default: -1.
@@ -279,6 +293,7 @@ class ResNeSt(BaseModule):
         reduction_factor: int = 4,
         avg_down_stride: bool = True,
         avd_first: bool = False,
+        first_block_avd: bool = False,
         frozen_stages: int = -1,
         style: str = 'pytorch',
         conv_cfg: dict | None = None,
@@ -306,6 +321,7 @@ class ResNeSt(BaseModule):
             stage_with_dropblock=stage_with_dropblock, num_stages=num_stages)
         check_dcn_args(dcn=dcn, stage_with_dcn=stage_with_dcn, conv_cfg=conv_cfg,
                        num_stages=num_stages)
+        check_first_block_avd(first_block_avd, avg_down_stride)
         if pretrained is not None:
             warnings.warn(
                 'ResNeSt: `pretrained` is deprecated, use '
@@ -346,7 +362,7 @@ class ResNeSt(BaseModule):
             first = sum(self.stage_blocks[:i])
             layer = self._make_stage(
                 in_planes, planes, strides[i], block_dilations, stage_kwargs,
-                path_rates[first:first + num_blocks])
+                path_rates[first:first + num_blocks], first_block_avd and i > 0)
             self.add_module(f'layer{i + 1}', layer)
             self.res_layers.append(f'layer{i + 1}')
             in_planes = planes * self.block.expansion
@@ -379,7 +395,7 @@ class ResNeSt(BaseModule):
 
     def _make_stage(
         self, in_planes: int, planes: int, stride: int, dilations: list[int], block_kwargs: dict,
-        path_rates: list[float],
+        path_rates: list[float], first_block_avd: bool = False,
     ) -> Sequential:
         out_planes = planes * self.block.expansion
         downsample = None
@@ -390,7 +406,8 @@ class ResNeSt(BaseModule):
                 build_norm_layer(block_kwargs['norm_cfg'], out_planes)[1],
             )
         blocks = [self.block(in_planes, planes, stride, dilations[0], downsample,
-                             drop_path_rate=path_rates[0], **block_kwargs)]
+                             drop_path_rate=path_rates[0], avd_unstrided=first_block_avd,
+                             **block_kwargs)]
         blocks += [
             self.block(out_planes, planes, 1, dilation, None, drop_path_rate=rate, **block_kwargs)
             for dilation, rate in zip(dilations[1:], path_rates[1:], strict=True)

@@ -191,3 +191,12 @@ def check_dcn_args(*, dcn: Any, stage_with_dcn: Any, conv_cfg: Any, num_stages: 
     if not isinstance(dcn.get('fallback_on_stride', False), bool):
         _fail("dcn['fallback_on_stride']", dcn['fallback_on_stride'], 'expected a bool',
               TypeError)
+
+
+def check_first_block_avd(first_block_avd: Any, avg_down_stride: Any) -> None:
+    """``first_block_avd`` adds the ``avg_down_stride`` pool to unstrided first blocks."""
+    if not isinstance(first_block_avd, bool):
+        _fail('first_block_avd', first_block_avd, 'expected True or False', TypeError)
+    if first_block_avd and not avg_down_stride:
+        _fail('first_block_avd', first_block_avd,
+              'it needs avg_down_stride=True (the pool it adds is that pool)')
