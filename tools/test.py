@@ -9,10 +9,8 @@ Several processes: tools/dist_test.sh CONFIG CHECKPOINT GPUS [args].
 import argparse
 import sys
 
-from mmengine.config import DictAction
-
 from resnest_mm.apis import USER_ERRORS, build_test_config, prepare_run, run_test
-from resnest_mm.apis.distributed import LAUNCHERS, shutdown_distributed
+from resnest_mm.apis.distributed import add_run_arguments, shutdown_distributed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -25,12 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--show-dir', help='folder, under <work-dir>/<timestamp>/, for prediction pictures')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. test_dataloader.dataset.data_root=data/coco/')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
-                        help=argparse.SUPPRESS)  # torch.distributed.launch passes it
+    add_run_arguments(parser, 'test_dataloader.dataset.data_root')
     return parser.parse_args(argv)
 
 

@@ -10,10 +10,8 @@ processes use gloo and SyncBN runs as resnest_mm.CPUSyncBN (statistics synchroni
 import argparse
 import sys
 
-from mmengine.config import DictAction
-
 from resnest_mm.apis import USER_ERRORS, build_train_config, prepare_run, run_train
-from resnest_mm.apis.distributed import LAUNCHERS, shutdown_distributed
+from resnest_mm.apis.distributed import add_run_arguments, shutdown_distributed
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -27,12 +25,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
         help='scale the learning rate by the actual batch size (auto_scale_lr in the config)')
-    parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
-        help='override config entries, e.g. train_dataloader.dataset.data_root=data/coco/')
-    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
-                        help=argparse.SUPPRESS)  # torch.distributed.launch passes it
+    add_run_arguments(parser, 'train_dataloader.dataset.data_root')
     return parser.parse_args(argv)
 
 

@@ -12,6 +12,7 @@ With CUDA nothing is changed: mmengine does its usual.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import warnings
@@ -19,7 +20,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-from mmengine.config import Config
+from mmengine.config import Config, DictAction
 
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
 SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'SyncBatchNorm')
@@ -32,6 +33,18 @@ SYNC_BN_KEY_WARNING = (
     "cfg.sync_bn={value!r} is ignored on the CPU: it converts the BatchNorms to torch's "
     'SyncBN, which needs a GPU, so they keep per-process statistics. Give them '
     "norm_cfg=dict(type='resnest_mm.CPUSyncBN') to synchronise them over the processes.")
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, data_root_option: str) -> None:
+    """The options tools/train.py and tools/test.py share: ``--cfg-options`` (with an example
+    overriding ``data_root_option``), ``--launcher`` and the ``--local-rank`` that
+    ``torch.distributed.launch`` passes."""
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help=f'override config entries, e.g. {data_root_option}=data/coco/')
+    parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0,
+                        help=argparse.SUPPRESS)
 
 
 def check_launcher(launcher: str) -> None:
