@@ -2,7 +2,8 @@
 
 - ``torch.jit.trace``, ``torch.jit.script``, ``torch.export.export`` and
   ``torch.compile(fullgraph=True)`` work on the backbone as it is (scripting compiles the
-  forwards of ``models/scriptable.py``).
+  forwards of ``models/scriptable.py``); :class:`SegmentorLogits` of a DeepLabV3 traces,
+  compiles and scripts (``scriptable_segmentor.py``).
 - ONNX (opset >= 17) goes through the TorchScript-based exporter (``dynamo=False``), with
   dynamic batch, height and width; :func:`check_onnx` compares onnxruntime with PyTorch.
 """
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .models.resnest import ResNeSt
+from .scriptable_segmentor import scriptable_segmentor_logits
 
 
 class SegmentorLogits(nn.Module):
@@ -41,6 +43,10 @@ class SegmentorLogits(nn.Module):
         logits = self.segmentor.decode_head(self.segmentor.extract_feat(x))
         return F.interpolate(logits, size=x.shape[2:], mode='bilinear',
                              align_corners=self.align_corners)
+
+    def __prepare_scriptable__(self) -> nn.Module:
+        # torch.jit.script(SegmentorLogits(deeplabv3)): see scriptable_segmentor.py
+        return scriptable_segmentor_logits(self)
 
 
 def output_names(model: nn.Module, example: torch.Tensor) -> list[str]:

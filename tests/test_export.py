@@ -178,8 +178,8 @@ model = dict(
 
 @pytest.mark.slow
 def test_deeplabv3_segmentor_exports(tmp_path):
-    """The whole DeepLabV3 (mmseg's config, our S-50 backbone, SyncBN -> BN): trace, compile
-    and ONNX with onnxruntime on two sizes."""
+    """The whole DeepLabV3 (mmseg's config, our S-50 backbone, SyncBN -> BN): trace, script,
+    compile and ONNX with onnxruntime on two sizes."""
     from resnest_mm.build import build_from_config
     from resnest_mm.export import SegmentorLogits
 
@@ -191,9 +191,66 @@ def test_deeplabv3_segmentor_exports(tmp_path):
         expected = model(other)
         assert expected.shape == (2, 19, 96, 80)
         assert max_abs_diff(torch.jit.trace(model, small)(other), expected) <= 1e-4
+        assert max_abs_diff(torch.jit.script(model)(other), expected) <= 1e-4
         torch._dynamo.reset()
         compiled = torch.compile(model, backend='eager', dynamic=True)
         assert max_abs_diff(compiled(other), expected) <= 1e-4
     diffs = export_config(config, tmp_path / 'deeplabv3.onnx', part='model',
                           shapes=[(1, 3, 64, 64), (2, 3, 96, 80)])
     assert max(diffs) <= 1e-4
+
+
+SMALL_DEEPLAB = """
+_base_ = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py'
+custom_imports = dict(imports=['resnest_mm'], allow_failed_imports=False)
+model = dict(
+    pretrained=None,
+    backbone=dict(
+        _delete_=True, type='resnest_mm.ResNeSt', depth=14, stem_channels=16, base_channels=8,
+        strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True,
+        norm_cfg=dict(type='SyncBN', requires_grad=True)),
+    decode_head=dict(in_channels=256, channels=16),
+    auxiliary_head=dict(in_channels=128, channels=8))
+"""
+
+
+@pytest.fixture
+def small_deeplab(tmp_path):
+    from resnest_mm.build import build_from_config
+
+    config = tmp_path / 'deeplabv3_s14.py'
+    config.write_text(SMALL_DEEPLAB)
+    return randomize_(build_from_config(config, part='model')).eval()  # SyncBN -> BN
+
+
+def test_script_compiles_a_deeplabv3_segmentor(small_deeplab, tmp_path):
+    from resnest_mm.export import SegmentorLogits
+
+    model = SegmentorLogits(small_deeplab).eval()
+    classes = [type(m) for m in model.modules()]
+    scripted = torch.jit.script(model)
+    assert [type(m) for m in model.modules()] == classes
+    dropped = set(model.state_dict()) - set(scripted.state_dict())
+    assert dropped and all(k.startswith('segmentor.auxiliary_head.') for k in dropped)
+    path = tmp_path / 'deeplabv3.pt'
+    torch.jit.save(scripted, str(path))
+    reloaded = torch.jit.load(str(path))
+    for x in inputs([(1, 3, 64, 64), (2, 3, 96, 80)]):
+        with torch.no_grad():
+            expected = model(x)
+            assert expected.shape == (x.size(0), 19, *x.shape[2:])
+            assert max_abs_diff(scripted(x), expected) <= 1e-5
+            assert max_abs_diff(reloaded(x), expected) <= 1e-5
+
+
+def test_script_of_a_segmentor_names_what_it_cannot_compile(small_deeplab):
+    from mmengine.model import convert_sync_batchnorm
+
+    from resnest_mm.export import SegmentorLogits
+
+    small_deeplab.decode_head = small_deeplab.auxiliary_head
+    with pytest.raises(ValueError, match=r"decode_head='FCNHead'.*ASPPHead"):
+        torch.jit.script(SegmentorLogits(small_deeplab))
+    with pytest.raises(ValueError, match=r'SyncBatchNorm.*revert_sync_batchnorm'):
+        torch.jit.script(SegmentorLogits(convert_sync_batchnorm(small_deeplab)))
+
