@@ -254,3 +254,28 @@ def test_script_of_a_segmentor_names_what_it_cannot_compile(small_deeplab):
     with pytest.raises(ValueError, match=r'SyncBatchNorm.*revert_sync_batchnorm'):
         torch.jit.script(SegmentorLogits(convert_sync_batchnorm(small_deeplab)))
 
+
+def test_build_from_config_loads_checkpoints_strictly(small_deeplab, tmp_path):
+    from resnest_mm.build import build_from_config
+    from resnest_mm.checkpoint import WeightMismatchError
+
+    config = tmp_path / 'deeplabv3_s14.py'
+    config.write_text(SMALL_DEEPLAB)
+    state = small_deeplab.state_dict()
+    whole = tmp_path / 'whole.pth'
+    torch.save({'state_dict': state, 'meta': {'iter': 1}}, whole)
+
+    model = build_from_config(config, str(whole), part='model')
+    assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
+    backbone = build_from_config(config, str(whole), part='backbone')
+    assert all(torch.equal(v, state[f'backbone.{k}']) for k, v in backbone.state_dict().items())
+
+    half = tmp_path / 'half.pth'
+    torch.save({k: v for k, v in state.items() if 'decode_head' not in k}, half)
+    with pytest.raises(ValueError, match=r"half\.pth.*model.*decode_head"):
+        build_from_config(config, str(half), part='model')
+    backbone_half = tmp_path / 'backbone_half.pth'
+    torch.save({k: v for k, v in state.items() if 'layer4' not in k}, backbone_half)
+    with pytest.raises(WeightMismatchError, match='layer4'):
+        build_from_config(config, str(backbone_half), part='backbone')
+
