@@ -2,7 +2,7 @@
 
 ``torch.jit.script(model)`` first calls ``model.__prepare_scriptable__()`` on every submodule.
 ResNeSt, its bottleneck and its split attention answer with a shallow copy of themselves whose
-class is one of the subclasses below: same submodules under the same names (so the scripted
+class is one of the classes below: same submodules under the same names (so the scripted
 module has the same ``state_dict`` keys and shares the parameters, as scripting always does),
 with forwards TorchScript accepts. The eager modules reach their norms through properties that
 look a name up (``getattr(self, self.norm1_name)``), which TorchScript rejects; here each norm is
@@ -33,7 +33,7 @@ def scriptable_copy(module: nn.Module, cls: type, norm_names: tuple[str, ...] = 
             raise ValueError(
                 f'torch.jit.script: {type(module).__name__}.{attr}={name!r} is invalid; '
                 f'norm_cfg must give norm layers named {SCRIPTABLE_NORM_ABBRS} plus an index '
-                '(BN, SyncBN, GN, IN or LN) for the backbone to be scripted.')
+                '(BN, GN, IN or LN) for the backbone to be scripted.')
     scriptable = copy.copy(module)
     scriptable._modules = dict(module._modules)
     scriptable.__class__ = cls
