@@ -1,8 +1,10 @@
-"""Training hooks: ``type='resnest_mm.DropBlockScheduleHook'`` in ``custom_hooks``."""
+"""Hooks: ``type='resnest_mm.DropBlockScheduleHook'`` in ``custom_hooks``, and the logger hook
+the tools use for distributed tests."""
 
 from __future__ import annotations
 
-from mmengine.hooks import Hook
+from mmengine.dist import is_main_process
+from mmengine.hooks import Hook, LoggerHook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import Registry
@@ -43,3 +45,19 @@ class DropBlockScheduleHook(Hook):
         if set_dropblock_prob(model, prob) == 0 and runner.iter == 0:
             raise RuntimeError('DropBlockScheduleHook: the model has no DropBlock; build the '
                                "backbone with dropblock=dict(drop_prob=0.0, block_size=3).")
+
+
+@HOOKS.register_module()
+class MainProcessLoggerHook(LoggerHook):
+    """mmengine's ``LoggerHook`` whose test-metrics JSON is written by the main process only.
+
+    In mmengine 0.10 every rank dumps the test metrics to the same ``<timestamp>.json`` under
+    the shared log folder; two processes writing one file at once can leave it corrupt (seen
+    here: a line ending in ``}}``). ``tools/test.py`` uses this hook in distributed runs. The
+    arguments are ``LoggerHook``'s.
+    """
+
+    def after_test_epoch(self, runner, metrics=None) -> None:
+        if is_main_process():
+            super().after_test_epoch(runner, metrics)
+

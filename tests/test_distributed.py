@@ -62,6 +62,32 @@ def test_setup_cpu_distributed_rewrites_the_config_once(tmp_path, monkeypatch):
         dist.destroy_process_group()
 
 
+def test_distributed_tests_write_the_metrics_json_from_the_main_process_only(
+        tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from resnest_mm import hooks
+
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'')
+    cfg = build_test_config(DEEPLABV3, str(checkpoint), launcher='pytorch')
+    assert cfg.default_hooks.logger.type == 'resnest_mm.MainProcessLoggerHook'
+    cfg = build_test_config(DEEPLABV3, str(checkpoint))
+    assert cfg.default_hooks.logger.type == 'LoggerHook'
+
+    hook = hooks.MainProcessLoggerHook()
+    hook.json_log_path = 'metrics.json'
+    processor = SimpleNamespace(get_log_after_epoch=lambda *args, **kwargs: ({'mIoU': 1.0}, ''))
+    runner = SimpleNamespace(log_processor=processor, test_dataloader=[0], log_dir=str(tmp_path),
+                             logger=SimpleNamespace(info=lambda message: None))
+    monkeypatch.setattr(hooks, 'is_main_process', lambda: False)
+    hook.after_test_epoch(runner, {'mIoU': 1.0})
+    assert not (tmp_path / 'metrics.json').exists()
+    monkeypatch.setattr(hooks, 'is_main_process', lambda: True)
+    hook.after_test_epoch(runner, {'mIoU': 1.0})
+    assert json.loads((tmp_path / 'metrics.json').read_text()) == {'mIoU': 1.0}
+
+
 def test_two_processes_evaluate_exactly_like_one(tmp_path):
     """tools/dist_test.sh with 2 CPU processes vs run_test() in this process, same data/weights."""
     from mmseg.registry import MODELS

@@ -69,6 +69,9 @@ def build_train_config(
     return cfg
 
 
+MMENGINE_LOGGER_HOOK = ('LoggerHook', 'mmengine.LoggerHook')
+
+
 def build_test_config(
     config: str | Path,
     checkpoint: str,
@@ -88,6 +91,9 @@ def build_test_config(
             prediction PNGs.
         show_dir: folder (relative to ``<work_dir>/<timestamp>/``) for pictures of predictions.
         tta: test-time augmentation, from the config's ``tta_model`` and ``tta_pipeline``.
+
+    In a distributed run mmengine's ``LoggerHook`` becomes
+    :class:`resnest_mm.hooks.MainProcessLoggerHook`, so that one process writes the metrics JSON.
     """
     check_launcher(launcher)
     if not osp.isfile(checkpoint):
@@ -97,6 +103,9 @@ def build_test_config(
     cfg.launcher = launcher
     cfg.work_dir = work_dir or cfg.get('work_dir') or _default_work_dir(config)
     cfg.load_from = checkpoint
+    logger = cfg.get('default_hooks', {}).get('logger')
+    if launcher != 'none' and logger is not None and logger.get('type') in MMENGINE_LOGGER_HOOK:
+        logger['type'] = 'resnest_mm.MainProcessLoggerHook'  # one writer of the metrics JSON
     if show_dir:
         enable_prediction_pictures(cfg, show_dir)
     if tta:
