@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from mmdet.models import backbones as mmdet_backbones
 
 from resnest_mm import benchmark
 from resnest_mm.models.split_attention import SplitAttentionConv2d, _WeightedSum
 
-mmdet_backbones = pytest.importorskip('mmdet.models.backbones')
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(depth=14, batch=2, size=(32, 32), stem_channels=8, base_channels=4, repeats=1,
             warmup=0, flops_size=None)
