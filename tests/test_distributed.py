@@ -51,10 +51,11 @@ def test_setup_cpu_distributed_rewrites_the_config_once(tmp_path, monkeypatch):
         assert dist.get_backend() == 'gloo'
         messages = [str(w.message) for w in caught]
         assert sum('SyncBN runs as resnest_mm.CPUSyncBN' in m for m in messages) == 1
-        assert sum("cfg.sync_bn='torch' is ignored on the CPU" in m for m in messages) == 1
+        assert sum("cfg.sync_bn='torch' on the CPU: the model's BatchNorms become "
+                   'resnest_mm.CPUSyncBN' in m for m in messages) == 1
         assert 'sync_bn' not in cfg
         assert cfg.model_wrapper_cfg == dict(type='CPUSyncBNDistributedDataParallel',
-                                             device_ids=None)
+                                             device_ids=None, convert_sync_bn=True)
         assert cfg.env_cfg.dist_cfg.backend == 'gloo'
         assert "'SyncBN'" not in str(cfg.model) and CPU_SYNC_BN in str(cfg.model)
         assert cfg.val_evaluator.collect_dir == str(tmp_path / '.dist_collect')
@@ -123,12 +124,20 @@ def test_two_processes_evaluate_exactly_like_one(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_train_with_ddp_on_the_cpu(tmp_path):
+@pytest.mark.parametrize('sync_bn_from', ['norm_cfg', 'cfg.sync_bn'])
+def test_two_processes_train_with_ddp_on_the_cpu(tmp_path, sync_bn_from):
     """tools/dist_train.sh with 2 CPU processes, one image each: gloo, DDP without device ids,
-    SyncBN as CPUSyncBN, so no BN (the ASPP's pooled one included) sees a single value."""
+    SyncBN as CPUSyncBN, so no BN (the ASPP's pooled one included) sees a single value. The
+    SyncBN comes from the norm configs, or from plain BN configs and ``sync_bn='torch'``."""
     data_root = str(make_ade20k(tmp_path / 'data', num_train=4, num_val=2, seed=3,
                                 height=64, width=64)) + '/'
     options = {**tiny_segmentation_options(data_root), 'train_dataloader.batch_size': 1}
+    expected = 'SyncBN runs as resnest_mm.CPUSyncBN on the CPU'
+    if sync_bn_from == 'cfg.sync_bn':
+        for part in ('backbone', 'decode_head', 'auxiliary_head'):
+            options[f'model.{part}.norm_cfg.type'] = 'BN'
+        options['sync_bn'] = 'torch'
+        expected = "cfg.sync_bn='torch' on the CPU: the model's BatchNorms become"
     env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1')
     run = subprocess.run(
         ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(DEEPLABV3), '2',
@@ -136,5 +145,5 @@ def test_two_processes_train_with_ddp_on_the_cpu(tmp_path):
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / 'w' / 'iter_2.pth').exists()
-    assert run.stderr.count('SyncBN runs as resnest_mm.CPUSyncBN on the CPU') == 1
+    assert run.stderr.count(expected) == 1
     assert 'a training batch of one sample' not in run.stderr  # norm.py's fallback

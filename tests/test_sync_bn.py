@@ -6,6 +6,7 @@ pair with plain BN: outputs, summed gradients and running statistics must agree.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import socket
 import time
@@ -185,6 +186,27 @@ def test_ddp_wrapper_accepts_cpu_sync_bn_only(gloo_group_of_one):
     assert model[1].weight.grad is not None
     with pytest.raises(ValueError, match='SyncBatchNorm layers only work with GPU modules'):
         CPUSyncBNDistributedDataParallel(nn.Sequential(nn.SyncBatchNorm(6)), device_ids=None)
+
+
+def test_cfg_sync_bn_converts_batchnorms_in_the_wrapper(gloo_group_of_one):
+    model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.BatchNorm2d(6), nn.ReLU(),
+                          nn.Sequential(nn.Conv2d(6, 4, 1), nn.BatchNorm2d(4, momentum=None)))
+    randomize_(model)
+    model[3][1].weight.requires_grad_(False)
+    model[3].eval()
+    x = torch.randn(2, 3, 5, 5)
+    twin = copy.deepcopy(model)
+    expected = twin(x)
+    params = list(model.parameters())
+    ddp = CPUSyncBNDistributedDataParallel(model, convert_sync_bn=True, device_ids=None)
+    norms = [ddp.module[1], ddp.module[3][1]]
+    assert all(type(norm) is CPUSyncBatchNorm for norm in norms)
+    assert list(ddp.module.parameters()) == params  # the same Parameter objects
+    assert norms[1].momentum is None and not norms[1].training
+    assert not norms[1].weight.requires_grad
+    assert torch.allclose(ddp(x), expected, rtol=1e-5, atol=1e-6)
+    for ours, theirs in zip(ddp.module.buffers(), twin.buffers(), strict=True):
+        assert torch.allclose(ours.float(), theirs.float())
 
 
 def test_replace_sync_bn_gives_cpu_sync_bn():

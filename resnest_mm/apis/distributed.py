@@ -31,8 +31,12 @@ SYNC_BN_WARNING = (
     "SyncBN synchronise their batch statistics over gloo (torch's SyncBN needs a GPU).")
 SYNC_BN_KEY_WARNING = (
     "cfg.sync_bn={value!r} is ignored on the CPU: it converts the BatchNorms to torch's "
-    'SyncBN, which needs a GPU, so they keep per-process statistics. Give them '
+    'SyncBN, which needs a GPU, and model_wrapper_cfg type {wrapper!r} cannot convert them to '
+    'resnest_mm.CPUSyncBN, so they keep per-process statistics. Use the default wrapper or '
     "norm_cfg=dict(type='resnest_mm.CPUSyncBN') to synchronise them over the processes.")
+SYNC_BN_KEY_CONVERTED = (
+    "cfg.sync_bn={value!r} on the CPU: the model's BatchNorms become resnest_mm.CPUSyncBN "
+    "(synchronised over gloo) instead of torch's SyncBN, which needs a GPU.")
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, data_root_option: str) -> None:
@@ -117,9 +121,10 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     ``model_wrapper_cfg`` to DDP without device ids (``CPUSyncBNDistributedDataParallel`` in
     place of mmengine's default ``MMDistributedDataParallel``), makes SyncBN norm configs
     ``resnest_mm.CPUSyncBN`` (statistics still synchronised, over gloo; one warning, from rank
-    0), drops ``cfg.sync_bn`` (mmengine's conversion to torch's SyncBN would fail on the CPU;
-    warned) and gives each metric a result-collection folder under the work dir, which every
-    rank must see (a shared file system across nodes).
+    0), replaces ``cfg.sync_bn`` (mmengine's conversion to torch's SyncBN would fail on the CPU)
+    by the wrapper's conversion to ``CPUSyncBN`` (announced once), and gives each metric a
+    result-collection folder under the work dir, which every rank must see (a shared file
+    system across nodes).
 
     Args:
         cfg: the run's config, changed in place; ``cfg.work_dir`` must be set.
@@ -140,14 +145,17 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> bool:
     if wrapper.get('type') == 'MMDistributedDataParallel':
         wrapper['type'] = CPU_DDP
     wrapper['device_ids'] = None
+    sync_bn = cfg.pop('sync_bn', None)
+    if sync_bn is not None and wrapper['type'] == CPU_DDP:
+        wrapper['convert_sync_bn'] = True
     cfg.model_wrapper_cfg = wrapper
     count = replace_sync_bn(cfg.model)
-    sync_bn = cfg.pop('sync_bn', None)
     if dist.get_rank() == 0:
         if count:
             warnings.warn(SYNC_BN_WARNING.format(count=count), stacklevel=2)
         if sync_bn is not None:
-            warnings.warn(SYNC_BN_KEY_WARNING.format(value=sync_bn), stacklevel=2)
+            message = SYNC_BN_KEY_CONVERTED if wrapper['type'] == CPU_DDP else SYNC_BN_KEY_WARNING
+            warnings.warn(message.format(value=sync_bn, wrapper=wrapper['type']), stacklevel=2)
     collect_dir = os.path.join(os.path.abspath(cfg.work_dir), '.dist_collect')
     for metric in _evaluators(cfg):
         metric.setdefault('collect_dir', collect_dir)

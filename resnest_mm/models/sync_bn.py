@@ -126,6 +126,30 @@ class CPUSyncBatchNorm(nn.SyncBatchNorm):
         self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
 
 
+def convert_to_cpu_sync_bn(module: nn.Module, process_group=None) -> nn.Module:
+    """Replace every BatchNorm of ``module`` (not already a SyncBN) by a
+    :class:`CPUSyncBatchNorm` holding the same parameters, statistics and modes.
+
+    The CPU counterpart of ``nn.SyncBatchNorm.convert_sync_batchnorm`` (what mmengine's
+    ``cfg.sync_bn='torch'`` runs); returns ``module``, or its replacement if it is a BatchNorm.
+    """
+    if isinstance(module, _BatchNorm) and not isinstance(module, nn.SyncBatchNorm):
+        converted = CPUSyncBatchNorm(module.num_features, module.eps, module.momentum,
+                                     module.affine, module.track_running_stats, process_group)
+        if module.affine:
+            with torch.no_grad():
+                converted.weight = module.weight
+                converted.bias = module.bias
+        converted.running_mean = module.running_mean
+        converted.running_var = module.running_var
+        converted.num_batches_tracked = module.num_batches_tracked
+        converted.train(module.training)
+        return converted
+    for name, child in module.named_children():
+        module._modules[name] = convert_to_cpu_sync_bn(child, process_group)
+    return module
+
+
 @MODEL_WRAPPERS.register_module()
 class CPUSyncBNDistributedDataParallel(MMDistributedDataParallel):
     """mmengine's DDP wrapper, accepting :class:`CPUSyncBatchNorm` layers in a CPU model.
@@ -133,7 +157,19 @@ class CPUSyncBNDistributedDataParallel(MMDistributedDataParallel):
     torch's DDP raises ``SyncBatchNorm layers only work with GPU modules`` for a CPU model with
     any SyncBatchNorm; here only torch's own SyncBN layers are refused. Select it with
     ``model_wrapper_cfg=dict(type='CPUSyncBNDistributedDataParallel', device_ids=None)``.
+
+    Args:
+        module (nn.Module): The model.
+        convert_sync_bn (bool): Turn the model's BatchNorms into :class:`CPUSyncBatchNorm`
+            first (:func:`convert_to_cpu_sync_bn`), as mmengine's ``cfg.sync_bn`` does with
+            torch's SyncBN on GPUs. Default: False.
+        **kwargs: ``MMDistributedDataParallel``'s.
     """
+
+    def __init__(self, module: nn.Module, convert_sync_bn: bool = False, **kwargs) -> None:
+        if convert_sync_bn:
+            module = convert_to_cpu_sync_bn(module)
+        super().__init__(module=module, **kwargs)
 
     def _passing_sync_batchnorm_handle(self, module: nn.Module) -> None:
         for layer in module.modules():
