@@ -22,7 +22,6 @@ from ..checkpoint import load_pretrained, split_pretrained_cfg
 from ..registry import MODELS
 from .drop import DropBlock2d, DropPath, drop_path_rates, set_dropblock_prob
 from .recompute import recipe_book
-from .scriptable import prepare_backbone, prepare_bottleneck
 from .split_attention import SplitAttentionConv2d
 from .validation import (
     check_backbone_args,
@@ -139,6 +138,7 @@ class ResNeStBottleneck(BaseModule):
         return getattr(self, self.norm3_name)
 
     def __prepare_scriptable__(self) -> nn.Module:
+        from .scriptable import prepare_bottleneck  # imports this module
         return prepare_bottleneck(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -159,6 +159,9 @@ class ResNeStBottleneck(BaseModule):
             del y
             out = self._split_attention(self.relu(out))
             out = self.norm3(self.conv3(out))
+        return self._add_shortcut(out, x)
+
+    def _add_shortcut(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         if self.dropblock3 is not None:
             out = self.dropblock3(out)
         if self.drop_path is not None:
@@ -427,6 +430,7 @@ class ResNeSt(BaseModule):
     def __prepare_scriptable__(self) -> nn.Module:
         # torch.jit.script(backbone) compiles a copy sharing the parameters and state_dict keys
         # (see models/scriptable.py); it returns a list of the stage outputs.
+        from .scriptable import prepare_backbone  # imports this module
         return prepare_backbone(self)
 
     def _stem_and_pool(self, x: torch.Tensor) -> torch.Tensor:

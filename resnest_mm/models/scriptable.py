@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .resnest import ResNeStBottleneck
 from .split_attention import SplitAttentionConv2d
 
 SCRIPTABLE_NORM_ABBRS = ('bn', 'gn', 'in', 'ln')
@@ -40,17 +41,10 @@ def scriptable_copy(module: nn.Module, cls: type, norm_names: tuple[str, ...] = 
     return scriptable
 
 
-class ScriptableSplitAttention(SplitAttentionConv2d):
-    """:class:`SplitAttentionConv2d` as TorchScript compiles it (see the module docstring)."""
-
-    __jit_unused_properties__ = ['norm0', 'norm1']
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._attend(self.relu(self._norm0(self.conv(x))))
-
-    def attention(self, fused: torch.Tensor) -> torch.Tensor:
-        gap = self._norm1(self.fc1(F.adaptive_avg_pool2d(fused, 1)))
-        return self.rsoftmax(self.fc2(self.relu(gap)))
+class IndexedNorms:
+    """``_norm0``/``_norm1``/``_norm3``: the module's norm named ``bn``, ``gn``, ``in`` or ``ln``
+    plus that index, found by ``hasattr`` (resolved while compiling; a method a module never
+    calls is never compiled)."""
 
     def _norm0(self, x: torch.Tensor) -> torch.Tensor:
         if hasattr(self, 'bn0'):
@@ -60,43 +54,6 @@ class ScriptableSplitAttention(SplitAttentionConv2d):
         if hasattr(self, 'in0'):
             return self.in0(x)
         return self.ln0(x)
-
-    def _norm1(self, x: torch.Tensor) -> torch.Tensor:
-        if hasattr(self, 'bn1'):
-            return self.bn1(x)
-        if hasattr(self, 'gn1'):
-            return self.gn1(x)
-        if hasattr(self, 'in1'):
-            return self.in1(x)
-        return self.ln1(x)
-
-
-class ScriptableBottleneck(nn.Module):
-    """The forward of :class:`ResNeStBottleneck` as TorchScript compiles it.
-
-    Not a subclass: the eager block is a mmengine ``BaseModule``, whose properties TorchScript
-    cannot compile; the copy keeps its attributes and drops that base.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self._norm1(self.conv1(x))
-        if self.dropblock1 is not None:
-            out = self.dropblock1(out)
-        out = self.relu(out)
-        if self.avd_layer is not None and self.avd_first:
-            out = self.avd_layer(out)
-        out = self.conv2(out)
-        if self.dropblock2 is not None:
-            out = self.dropblock2(out)
-        if self.avd_layer is not None and not self.avd_first:
-            out = self.avd_layer(out)
-        out = self._norm3(self.conv3(out))
-        if self.dropblock3 is not None:
-            out = self.dropblock3(out)
-        if self.drop_path is not None:
-            out = self.drop_path(out)
-        identity = x if self.downsample is None else self.downsample(x)
-        return self.relu(out + identity)
 
     def _norm1(self, x: torch.Tensor) -> torch.Tensor:
         if hasattr(self, 'bn1'):
@@ -117,11 +74,39 @@ class ScriptableBottleneck(nn.Module):
         return self.ln3(x)
 
 
+class ScriptableSplitAttention(IndexedNorms, SplitAttentionConv2d):
+    """:class:`SplitAttentionConv2d` as TorchScript compiles it (see the module docstring)."""
+
+    __jit_unused_properties__ = ['norm0', 'norm1']
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._attend(self.relu(self._norm0(self.conv(x))))
+
+    def attention(self, fused: torch.Tensor) -> torch.Tensor:
+        gap = self._norm1(self.fc1(F.adaptive_avg_pool2d(fused, 1)))
+        return self.rsoftmax(self.fc2(self.relu(gap)))
+
+
+class ScriptableBottleneck(IndexedNorms, ResNeStBottleneck):
+    """:class:`ResNeStBottleneck` as TorchScript compiles it: no gradient checkpointing and
+    no rebuilt tensors (``recipe_book`` is Python)."""
+
+    __jit_unused_properties__ = ['norm1', 'norm3', 'is_init']  # is_init: mmengine's BaseModule
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._norm1(self.conv1(x))
+        if self.dropblock1 is not None:
+            out = self.dropblock1(out)
+        out = self._split_attention(self.relu(out))
+        out = self._norm3(self.conv3(out))
+        return self.relu(self._add_shortcut(out, x))
+
+
 class ScriptableResNeSt(nn.Module):
     """The forward of :class:`ResNeSt` as TorchScript compiles it: a list of stage outputs.
 
-    Not a subclass, for the same reason as :class:`ScriptableBottleneck`; its stages are plain
-    ``nn.Sequential`` (mmengine's ``Sequential`` is a ``BaseModule`` too).
+    Not a subclass: ``ResNeSt`` builds its stages in mmengine's ``Sequential``, whose
+    properties TorchScript cannot compile; the copy's stages are plain ``nn.Sequential``.
     """
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
