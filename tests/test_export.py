@@ -164,16 +164,27 @@ def test_export_tool_on_a_backbone_config(tmp_path):
     assert max(diffs) <= 1e-4
 
 
-DEEPLAB = """
+def deeplab_config(backbone: str, heads: str = '') -> str:
+    """mmseg's DeepLabV3 config with our backbone at output stride 8 (SyncBN, as in mmseg)."""
+    return f"""
 _base_ = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py'
 custom_imports = dict(imports=['resnest_mm'], allow_failed_imports=False)
 model = dict(
     pretrained=None,
     backbone=dict(
-        _delete_=True, type='resnest_mm.ResNeSt', depth=50, stem_channels=64,
+        _delete_=True, type='resnest_mm.ResNeSt', {backbone},
         strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True,
-        norm_cfg=dict(type='SyncBN', requires_grad=True)))
+        norm_cfg=dict(type='SyncBN', requires_grad=True)),
+    {heads})
 """
+
+
+DEEPLAB = deeplab_config('depth=50, stem_channels=64')
+# S-14 with narrow stages (stage 3 / 4: 128 / 256 channels) and narrow heads, for quick tests.
+SMALL_DEEPLAB = deeplab_config(
+    'depth=14, stem_channels=16, base_channels=8',
+    'decode_head=dict(in_channels=256, channels=16), '
+    'auxiliary_head=dict(in_channels=128, channels=8)')
 
 
 @pytest.mark.slow
@@ -198,20 +209,6 @@ def test_deeplabv3_segmentor_exports(tmp_path):
     diffs = export_config(config, tmp_path / 'deeplabv3.onnx', part='model',
                           shapes=[(1, 3, 64, 64), (2, 3, 96, 80)])
     assert max(diffs) <= 1e-4
-
-
-SMALL_DEEPLAB = """
-_base_ = 'mmseg::deeplabv3/deeplabv3_r50-d8_4xb2-40k_cityscapes-512x1024.py'
-custom_imports = dict(imports=['resnest_mm'], allow_failed_imports=False)
-model = dict(
-    pretrained=None,
-    backbone=dict(
-        _delete_=True, type='resnest_mm.ResNeSt', depth=14, stem_channels=16, base_channels=8,
-        strides=(1, 2, 1, 1), dilations=(1, 1, 2, 4), contract_dilation=True,
-        norm_cfg=dict(type='SyncBN', requires_grad=True)),
-    decode_head=dict(in_channels=256, channels=16),
-    auxiliary_head=dict(in_channels=128, channels=8))
-"""
 
 
 @pytest.fixture
