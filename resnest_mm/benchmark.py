@@ -54,12 +54,10 @@ CLASSIFIER_IN, IMAGENET_CLASSES = 2048, 1000
 
 
 @dataclass
-class BenchmarkConfig:
-    """What to measure.
+class RunSettings:
+    """How the measurements run (shared by the backbone and the detector modes).
 
     Args:
-        depth: ResNeSt depth: MMDetection's 50, 101, 152, 200, or 14 / 26 (its own bottlenecks,
-            one / two per stage) for quick runs.
         batch: Images per batch.
         size: Input height and width.
         device: ``'cpu'`` or ``'cuda'``.
@@ -68,15 +66,9 @@ class BenchmarkConfig:
         threads: ``torch.set_num_threads`` value; None leaves it as it is.
         repeats: Timed repeats of each measurement (median and spread are reported).
         warmup: Untimed runs of each model before timing.
-        stem_channels: Deep-stem width; None: 64 for depth 50, else 128 (the published nets).
-        base_channels: Width of the first stage (64 as published; smaller for smoke runs).
-        frozen_stages: As in the backbones; 1 is the detection recipe.
-        reference: MMDetection ResNet class timed as the FLOP reference, or ``'none'``.
-        flops_size: Square input size of the FLOP count compared with the published figure.
         seed: Seed of the random weights and input.
     """
 
-    depth: int = 50
     batch: int = 2
     size: tuple[int, int] = (512, 512)
     device: str = 'cpu'
@@ -85,12 +77,29 @@ class BenchmarkConfig:
     threads: int | None = 2
     repeats: int = 5
     warmup: int = 1
+    seed: int = 0
+
+
+@dataclass
+class BenchmarkConfig(RunSettings):
+    """What to measure on the backbones; the :class:`RunSettings` and:
+
+    Args:
+        depth: ResNeSt depth: MMDetection's 50, 101, 152, 200, or 14 / 26 (its own bottlenecks,
+            one / two per stage) for quick runs.
+        stem_channels: Deep-stem width; None: 64 for depth 50, else 128 (the published nets).
+        base_channels: Width of the first stage (64 as published; smaller for smoke runs).
+        frozen_stages: As in the backbones; 1 is the detection recipe.
+        reference: MMDetection ResNet class timed as the FLOP reference, or ``'none'``.
+        flops_size: Square input size of the FLOP count compared with the published figure.
+    """
+
+    depth: int = 50
     stem_channels: int | None = None
     base_channels: int = 64
     frozen_stages: int = 1
     reference: str = 'ResNetV1d'
     flops_size: int | None = 224
-    seed: int = 0
 
     @property
     def resolved_stem_channels(self) -> int:
@@ -103,7 +112,7 @@ def _invalid(option: str, value, allowed: str) -> ValueError:
     return ValueError(f'benchmark: --{option.replace("_", "-")}={value!r} is invalid; {allowed}')
 
 
-def validate_config(cfg: BenchmarkConfig) -> None:
+def validate_run_settings(cfg: RunSettings) -> None:
     """Raise ``ValueError`` naming the option, its value and what is allowed."""
     if cfg.device not in ('cpu', 'cuda'):
         raise _invalid('device', cfg.device, "allowed: 'cpu', 'cuda'")
@@ -115,15 +124,7 @@ def validate_config(cfg: BenchmarkConfig) -> None:
                        'the CPU runs fp32')
     if cfg.memory_format not in MEMORY_FORMATS:
         raise _invalid('memory_format', cfg.memory_format, f'allowed: {", ".join(MEMORY_FORMATS)}')
-    if cfg.depth not in DEPTHS:
-        raise _invalid('depth', cfg.depth, f'allowed: {DEPTHS} (MMDetection\'s ResNeSt depths '
-                       'and two shallow variants of it)')
-    if cfg.reference not in REFERENCES:
-        raise _invalid('reference', cfg.reference, f'allowed: {", ".join(REFERENCES)}')
-    if cfg.reference != 'none' and cfg.depth == 200:
-        raise _invalid('reference', cfg.reference,
-                       f'MMDetection\'s ResNet has no depth {cfg.depth}; use --reference none')
-    positive = dict(batch=cfg.batch, repeats=cfg.repeats, base_channels=cfg.base_channels)
+    positive = dict(batch=cfg.batch, repeats=cfg.repeats)
     if cfg.threads is not None:
         positive['threads'] = cfg.threads
     for name, value in positive.items():
@@ -133,6 +134,21 @@ def validate_config(cfg: BenchmarkConfig) -> None:
         raise _invalid('warmup', cfg.warmup, 'allowed: an integer >= 0')
     if len(cfg.size) != 2 or min(cfg.size) < 32:
         raise _invalid('size', cfg.size, 'allowed: height and width of at least 32 pixels')
+
+
+def validate_config(cfg: BenchmarkConfig) -> None:
+    """:func:`validate_run_settings`, then the backbone options."""
+    validate_run_settings(cfg)
+    if cfg.depth not in DEPTHS:
+        raise _invalid('depth', cfg.depth, f'allowed: {DEPTHS} (MMDetection\'s ResNeSt depths '
+                       'and two shallow variants of it)')
+    if cfg.reference not in REFERENCES:
+        raise _invalid('reference', cfg.reference, f'allowed: {", ".join(REFERENCES)}')
+    if cfg.reference != 'none' and cfg.depth == 200:
+        raise _invalid('reference', cfg.reference,
+                       f'MMDetection\'s ResNet has no depth {cfg.depth}; use --reference none')
+    if not isinstance(cfg.base_channels, int) or cfg.base_channels < 1:
+        raise _invalid('base_channels', cfg.base_channels, 'allowed: an integer >= 1')
     if not -1 <= cfg.frozen_stages <= 4:
         raise _invalid('frozen_stages', cfg.frozen_stages, 'allowed: -1 to 4')
     if cfg.stem_channels is not None and (cfg.stem_channels < 2 or cfg.stem_channels % 2):
@@ -523,38 +539,25 @@ def _published(results: dict[str, dict], cfg: BenchmarkConfig) -> dict:
 
 
 @dataclass
-class DetectorBenchmarkConfig:
-    """One Faster R-CNN training iteration and one inference: our config vs MMDetection's.
+class DetectorBenchmarkConfig(RunSettings):
+    """One Faster R-CNN training iteration and one inference: our config vs MMDetection's; the
+    :class:`RunSettings` (3 repeats by default: an iteration takes seconds) and:
 
     Args:
         ours: Our config file.
         theirs: MMDetection's config (``mmdet::`` prefix allowed).
-        batch, size, device, amp, memory_format, threads, repeats, warmup, seed: as in
-            :class:`BenchmarkConfig`.
         boxes: Ground-truth boxes per synthetic image.
     """
 
+    repeats: int = 3
     ours: str = 'configs/faster_rcnn_resnest50_fpn.py'
     theirs: str = 'mmdet::resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py'
-    batch: int = 2
-    size: tuple[int, int] = (512, 512)
-    device: str = 'cpu'
-    amp: bool = False
-    memory_format: str = 'contiguous'
-    threads: int | None = 2
-    repeats: int = 3
-    warmup: int = 1
-    seed: int = 0
     boxes: int = 3
 
 
 def validate_detector_config(cfg: DetectorBenchmarkConfig) -> None:
-    """As :func:`validate_config`, plus the config files."""
-    base = BenchmarkConfig(
-        batch=cfg.batch, size=cfg.size, device=cfg.device, amp=cfg.amp,
-        memory_format=cfg.memory_format, threads=cfg.threads, repeats=cfg.repeats,
-        warmup=cfg.warmup)
-    validate_config(base)
+    """:func:`validate_run_settings`, then the config file and ``boxes``."""
+    validate_run_settings(cfg)
     if not Path(cfg.ours).is_file():
         raise _invalid('config', cfg.ours, 'no such config file')
     if cfg.boxes < 1:
