@@ -20,6 +20,16 @@ def _backbone() -> dict:
     return {f'model.backbone.{k}': v for k, v in BACKBONE.items()}
 
 
+def _images(data_root: str) -> dict:
+    """Every split reads ``data_root`` and resizes to ``SIZE``."""
+    options = {'train_dataloader.dataset.pipeline.2.scale': SIZE}
+    for split in ('train', 'val', 'test'):
+        options[f'{split}_dataloader.dataset.data_root'] = data_root
+    for split in ('val', 'test'):
+        options[f'{split}_dataloader.dataset.pipeline.1.scale'] = SIZE
+    return options
+
+
 def tiny_segmentation_options(data_root: str, max_iters: int = 2) -> dict:
     """DeepLabV3 on ResNeSt-14 at 64x64, data under ``data_root`` (ADE20K layout)."""
     return {
@@ -29,12 +39,7 @@ def tiny_segmentation_options(data_root: str, max_iters: int = 2) -> dict:
         'model.decode_head.channels': 16,
         'model.auxiliary_head.in_channels': STAGE_CHANNELS[2],
         'model.auxiliary_head.channels': 16,
-        'train_dataloader.dataset.pipeline.2.scale': SIZE,
-        'val_dataloader.dataset.pipeline.1.scale': SIZE,
-        'test_dataloader.dataset.pipeline.1.scale': SIZE,
-        'train_dataloader.dataset.data_root': data_root,
-        'val_dataloader.dataset.data_root': data_root,
-        'test_dataloader.dataset.data_root': data_root,
+        **_images(data_root),
         'train_cfg.max_iters': max_iters,
         'train_cfg.val_interval': max_iters,
         'default_hooks.checkpoint.interval': 1,
@@ -55,12 +60,7 @@ def tiny_detection_options(data_root: str, max_iters: int = 2) -> dict:
         'model.roi_head.bbox_head.in_channels': 32,
         'model.roi_head.bbox_head.conv_out_channels': 32,
         'model.roi_head.bbox_head.fc_out_channels': 64,
-        'train_dataloader.dataset.pipeline.2.scale': SIZE,
-        'val_dataloader.dataset.pipeline.1.scale': SIZE,
-        'test_dataloader.dataset.pipeline.1.scale': SIZE,
-        'train_dataloader.dataset.data_root': data_root,
-        'val_dataloader.dataset.data_root': data_root,
-        'test_dataloader.dataset.data_root': data_root,
+        **_images(data_root),
         'val_evaluator.ann_file': f'{data_root}annotations/instances_val.json',
         'test_evaluator.ann_file': f'{data_root}annotations/instances_val.json',
         'train_cfg.max_iters': max_iters,
