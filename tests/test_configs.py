@@ -1,72 +1,41 @@
 """Our configs are MMDetection's / MMSegmentation's ResNeSt recipes, field by field, and build.
 
 Each config of ``configs/`` is resolved with its ``mmdet::``/``mmseg::`` bases and compared with
-the official ResNeSt config it mirrors: after removing the backbone's ``type``, ``custom_imports``
-and the pretrained checkpoint (the only fields allowed to differ), the two dictionaries are equal.
-The DeepLabV3 S-50/200/269 configs, which have no mm counterpart, differ from our S-101 one in
-depth, stem width and checkpoint only.
+the official ResNeSt config it mirrors (tests/zoo.py lists the 16 pairs): after removing the
+backbone's ``type``, ``custom_imports`` and the pretrained checkpoint (the only fields allowed to
+differ), the two dictionaries are equal. The configs without an mm counterpart (DeepLabV3
+S-50/200/269, Cascade R-CNN S-200) differ from our config of the same recipe in depth, stem width
+and checkpoint only. Every config builds; the models at depths 101 and 200 have the
+``state_dict`` keys and shapes of mm's own ResNeSt model (at depth 200: mm's S-101 config with
+depth 200), so the released mm checkpoints load into them.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import importlib
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.hub import get_config
-from mmengine.registry import DefaultScope
+from zoo import (
+    ALL,
+    BLOCKS,
+    CONFIGS,
+    MM_COUNTERPARTS,
+    MM_DEPTHS,
+    VARIANTS,
+    build_model,
+    depth_of,
+    load_mm,
+    load_ours,
+    mm_reference,
+)
 
 from resnest_mm import ResNeSt
 
-mmdet_registry = importlib.import_module('mmdet.registry')
-mmseg_registry = importlib.import_module('mmseg.registry')
-
-CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 CUSTOM_IMPORTS = dict(imports=['resnest_mm'], allow_failed_imports=False)
-
-# our config -> the MMDetection / MMSegmentation config it mirrors
-MIRRORED = {
-    'faster_rcnn_resnest50_fpn':
-        'mmdet::resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py',
-    'faster_rcnn_resnest101_fpn':
-        'mmdet::resnest/faster-rcnn_s101_fpn_syncbn-backbone+head_ms-range-1x_coco.py',
-    'cascade_mask_rcnn_resnest50_fpn':
-        'mmdet::resnest/cascade-mask-rcnn_s50_fpn_syncbn-backbone+head_ms-1x_coco.py',
-    'cascade_mask_rcnn_resnest101_fpn':
-        'mmdet::resnest/cascade-mask-rcnn_s101_fpn_syncbn-backbone+head_ms-1x_coco.py',
-    'deeplabv3_resnest101_d8_ade20k':
-        'mmseg::resnest/resnest_s101-d8_deeplabv3_4xb4-160k_ade20k-512x512.py',
-}
-# DeepLabV3 variants without an mm config: (depth, stem_channels, ImageNet checkpoint)
-DEEPLAB_VARIANTS = {
-    'deeplabv3_resnest50_d8_ade20k': (50, 64, 'open-mmlab://resnest50'),
-    'deeplabv3_resnest200_d8_ade20k': (200, 128, 'open-mmlab://resnest200'),
-    'deeplabv3_resnest269_d8_ade20k': (269, 128, 'resnest269'),
-}
-# (depth, stem_channels) of every config, and the blocks per stage that depth must give
-DEPTHS = {
-    'faster_rcnn_resnest50_fpn': (50, 64),
-    'faster_rcnn_resnest101_fpn': (101, 128),
-    'cascade_mask_rcnn_resnest50_fpn': (50, 64),
-    'cascade_mask_rcnn_resnest101_fpn': (101, 128),
-    'deeplabv3_resnest101_d8_ade20k': (101, 128),
-    **{name: spec[:2] for name, spec in DEEPLAB_VARIANTS.items()},
-}
-BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 200: (3, 24, 36, 3), 269: (3, 30, 48, 8)}
-
-
-@functools.cache
-def _resolve(name: str) -> Config:
-    return Config.fromfile(str(CONFIGS / f'{name}.py'))
-
-
-def load_ours(name: str) -> Config:
-    """Resolve ``configs/<name>.py`` with its package bases (this also imports resnest_mm)."""
-    return copy.deepcopy(_resolve(name))
 
 
 def pop_checkpoint(cfg: dict) -> str:
@@ -130,10 +99,10 @@ def assert_same_dict(actual, expected, path='cfg'):
     assert actual == expected, path
 
 
-@pytest.mark.parametrize('name', MIRRORED)
+@pytest.mark.parametrize('name', MM_COUNTERPARTS)
 def test_config_equals_the_mm_resnest_config_but_backbone_type_and_imports(name):
     ours, ours_removed = without_allowed_differences(load_ours(name))
-    theirs, theirs_removed = without_allowed_differences(get_config(MIRRORED[name]))
+    theirs, theirs_removed = without_allowed_differences(load_mm(MM_COUNTERPARTS[name]))
     assert ours_removed['custom_imports'] == CUSTOM_IMPORTS
     assert ours_removed['type'] == 'resnest_mm.ResNeSt'
     assert theirs_removed['type'] == 'ResNeSt'
@@ -142,41 +111,50 @@ def test_config_equals_the_mm_resnest_config_but_backbone_type_and_imports(name)
     assert_same_dict(ours, theirs)
 
 
-@pytest.mark.parametrize('name', DEEPLAB_VARIANTS)
-def test_deeplab_variant_differs_from_s101_in_depth_stem_and_checkpoint_only(name):
-    depth, stem_channels, checkpoint = DEEPLAB_VARIANTS[name]
-    s101 = load_ours('deeplabv3_resnest101_d8_ade20k').to_dict()
-    variant = load_ours(name).to_dict()
-    s101_backbone, backbone = s101['model']['backbone'], variant['model']['backbone']
-    assert (backbone['depth'], backbone['stem_channels']) == (depth, stem_channels)
-    assert backbone['init_cfg'] == dict(type='Pretrained', checkpoint=checkpoint)
-    assert (s101_backbone['depth'], s101_backbone['stem_channels']) != (depth, stem_channels)
-    expected = copy.deepcopy(s101)
+@pytest.mark.parametrize('name', VARIANTS)
+def test_variant_differs_from_its_base_in_depth_stem_and_checkpoint_only(name):
+    variant = VARIANTS[name]
+    base = load_ours(variant.base).to_dict()
+    ours = load_ours(name).to_dict()
+    base_backbone, backbone = base['model']['backbone'], ours['model']['backbone']
+    assert (backbone['depth'], backbone['stem_channels']) == (variant.depth, variant.stem_channels)
+    assert backbone['init_cfg'] == dict(type='Pretrained', checkpoint=variant.checkpoint)
+    assert base_backbone['depth'] != variant.depth
+    assert base_backbone['init_cfg'] != backbone['init_cfg']
+    expected = copy.deepcopy(base)
     expected['model']['backbone'].update(
-        depth=depth, stem_channels=stem_channels, init_cfg=backbone['init_cfg'])
-    assert_same_dict(variant, expected)
+        depth=variant.depth, stem_channels=variant.stem_channels, init_cfg=backbone['init_cfg'])
+    assert_same_dict(ours, expected)
 
 
 def test_every_config_file_is_covered():
     shipped = {path.stem for path in CONFIGS.glob('*.py')}
-    assert shipped == set(DEPTHS)
+    assert shipped == set(ALL)
+    assert len(MM_COUNTERPARTS) == 16  # every ResNeSt config of mmdet 3.3 and mmseg 1.2
 
 
-def build_model(cfg: Config) -> torch.nn.Module:
-    """Build ``cfg.model`` in its default scope without loading the pretrained weights."""
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.pop('pretrained', None)
-    model_cfg.backbone.init_cfg = None
-    registry = mmdet_registry if cfg.default_scope == 'mmdet' else mmseg_registry
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        return registry.MODELS.build(model_cfg)
+def test_every_mm_resnest_config_has_a_counterpart():
+    """The 8 + 8 ResNeSt configs the installed mmdet and mmseg ship are all mirrored."""
+    shipped = set()
+    for package in ('mmdet', 'mmseg'):
+        root = Path(importlib.import_module(package).__file__).parent / '.mim' / 'configs'
+        shipped |= {f'{package}::resnest/{path.name}'
+                    for path in (root / 'resnest').glob('*.py')}
+    assert shipped == set(MM_COUNTERPARTS.values())
 
 
-@pytest.mark.parametrize('name', DEPTHS)
+def build_structure(cfg) -> torch.nn.Module:
+    """The model of ``cfg`` on the meta device: modules, parameter names and shapes, without
+    the cost of allocating and initialising S-101/200/269 weights."""
+    with torch.device('meta'):
+        return build_model(cfg)
+
+
+@pytest.mark.parametrize('name', ALL)
 def test_config_builds_its_model_with_our_backbone(name):
     cfg = load_ours(name)
-    model = build_model(cfg)
-    depth, stem_channels = DEPTHS[name]
+    model = build_structure(cfg)
+    depth, stem_channels = depth_of(name)
     backbone = model.backbone
     assert type(backbone) is ResNeSt
     assert backbone.depth == depth
@@ -191,12 +169,18 @@ def test_config_builds_its_model_with_our_backbone(name):
     assert trainable == [i > frozen_stages for i in range(5)]
 
 
-# test_detector_parity.py loads the other mirrored configs' mm state_dicts strictly
-@pytest.mark.parametrize('name', ['faster_rcnn_resnest101_fpn', 'cascade_mask_rcnn_resnest101_fpn'])
+# The S-50 counterparts load mm's state_dict strictly in test_detector_parity.py; S-269 has no
+# mm model (mm's ResNeSt stops at depth 200).
+DEEP = [name for name in ALL if depth_of(name)[0] in MM_DEPTHS[1:]]
+
+
+@pytest.mark.parametrize('name', DEEP)
 def test_released_mm_checkpoints_fit_our_model(name):
-    """Same state_dict keys and shapes as the mm config's model: its zoo checkpoint loads."""
-    ours = build_model(load_ours(name)).state_dict()
-    theirs = build_model(get_config(MIRRORED[name])).state_dict()
+    """Same state_dict keys and shapes as mm's model of the recipe: its zoo checkpoint loads."""
+    ours = build_structure(load_ours(name)).state_dict()
+    reference = mm_reference(name)
+    assert reference.model.backbone.depth == depth_of(name)[0]
+    theirs = build_structure(reference).state_dict()
     assert sorted(set(theirs) - set(ours)) == []
     assert sorted(set(ours) - set(theirs)) == []
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}

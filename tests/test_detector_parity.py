@@ -11,31 +11,24 @@ through our configs.
 from __future__ import annotations
 
 import copy
-import importlib
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
 import torch
 from conftest import randomize_
+from mmdet.models.backbones import ResNeSt as MMDetResNeSt
+from mmdet.structures import DetDataSample
 from mmengine.config import Config
-from mmengine.hub import get_config
 from mmengine.model import revert_sync_batchnorm
-from mmengine.registry import DefaultScope
+from mmseg.models.backbones import ResNeSt as MMSegResNeSt
+from mmseg.models.segmentors import EncoderDecoder as SegEncoderDecoder
+from mmseg.structures import SegDataSample
 from torch.nn.modules.batchnorm import _BatchNorm
+from zoo import MM_COUNTERPARTS, build_model, load_mm, load_ours
 
 from resnest_mm import ResNeSt
 
-mmdet_registry = importlib.import_module('mmdet.registry')
-mmseg_registry = importlib.import_module('mmseg.registry')
-from mmdet.models.backbones import ResNeSt as MMDetResNeSt  # noqa: E402
-from mmdet.structures import DetDataSample  # noqa: E402
-from mmseg.models.backbones import ResNeSt as MMSegResNeSt  # noqa: E402
-from mmseg.models.segmentors import EncoderDecoder as SegEncoderDecoder  # noqa: E402
-from mmseg.structures import SegDataSample  # noqa: E402
-
-CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 TOL = 1e-5
 # Applied to both models of a pair: fewer proposals and detections keep the box and mask heads
 # cheap on the CPU, and keeping every score (random weights score low) makes every detection
@@ -45,25 +38,31 @@ DETECTION_TEST_CFG = {
     'model.test_cfg.rcnn.max_per_img': 10,
     'model.test_cfg.rcnn.score_thr': 0.0,
 }
-PAIRS = {
-    'faster_rcnn_resnest50_fpn':
-        'mmdet::resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py',
-    'cascade_mask_rcnn_resnest50_fpn':
-        'mmdet::resnest/cascade-mask-rcnn_s50_fpn_syncbn-backbone+head_ms-1x_coco.py',
-    'deeplabv3_resnest101_d8_ade20k':
-        'mmseg::resnest/resnest_s101-d8_deeplabv3_4xb4-160k_ade20k-512x512.py',
-}
+# Our configs compared with the mm config they mirror (zoo.MM_COUNTERPARTS). A pair costs about
+# 10 s of CPU; the default run keeps those that cover the others' modules: Mask R-CNN holds all of
+# Faster R-CNN's (same RPN, box head and test pipeline) and Cascade Mask R-CNN all of Cascade
+# R-CNN's; DeepLabV3+ reads the first stage of the S-101 too, FCN and PSPNet only its last two.
+slow = pytest.mark.slow
+DETECTORS = [
+    pytest.param('faster_rcnn_resnest50_fpn', marks=slow),
+    'mask_rcnn_resnest50_fpn',
+    pytest.param('cascade_rcnn_resnest50_fpn', marks=slow),
+    'cascade_mask_rcnn_resnest50_fpn',
+]
+SEGMENTORS = [
+    'deeplabv3_resnest101_d8_ade20k',
+    pytest.param('fcn_resnest101_d8_cityscapes', marks=slow),
+    pytest.param('pspnet_resnest101_d8_cityscapes', marks=slow),
+    'deeplabv3plus_resnest101_d8_cityscapes',
+]
+DETECTION_SIZE = (128, 160)
+# segmentors see an eighth of their training crop: 64x64 for ADE20K, 64x128 for Cityscapes
+SEGMENTATION_SHRINK = 8
 
 
 def build_for_cpu(cfg: Config) -> torch.nn.Module:
     """Build ``cfg.model`` in its scope, without pretrained weights, with BN instead of SyncBN."""
-    model_cfg = copy.deepcopy(cfg.model)
-    model_cfg.pop('pretrained', None)
-    model_cfg.backbone.init_cfg = None
-    registry = mmdet_registry if cfg.default_scope == 'mmdet' else mmseg_registry
-    with DefaultScope.overwrite_default_scope(cfg.default_scope):
-        model = registry.MODELS.build(model_cfg)
-    return revert_sync_batchnorm(model).eval()
+    return revert_sync_batchnorm(build_model(cfg)).eval()
 
 
 def randomize_linear_(model: torch.nn.Module, seed: int = 1) -> None:
@@ -115,30 +114,32 @@ def build_pair(name: str) -> Pair:
 
     The norms are calibrated on the compared image (see :func:`calibrate_norms_`).
     """
-    theirs_cfg = get_config(PAIRS[name])
-    ours_cfg = Config.fromfile(str(CONFIGS / f'{name}.py'))
+    theirs_cfg, ours_cfg = load_mm(MM_COUNTERPARTS[name]), load_ours(name)
     if theirs_cfg.default_scope == 'mmdet':
+        size = DETECTION_SIZE
         for cfg in (theirs_cfg, ours_cfg):
             cfg.merge_from_dict(DETECTION_TEST_CFG)
+    else:
+        size = tuple(side // SEGMENTATION_SHRINK for side in theirs_cfg.crop_size)
     theirs, ours = build_for_cpu(theirs_cfg), build_for_cpu(ours_cfg)
     randomize_(theirs)
     randomize_linear_(theirs)
-    inputs, sample = example(theirs)
+    inputs, sample = example(theirs, size)
     expected, = calibrate_norms_(theirs, lambda: predict(theirs, inputs, sample))
     ours.load_state_dict(theirs.state_dict(), strict=True)
     return Pair(theirs, ours, inputs, sample, expected)
 
 
-def example(model: torch.nn.Module, seed: int = 0) -> tuple[torch.Tensor, object]:
-    """A uint8 ``(3, H, W)`` image with smooth structure, and its data sample: 128x160 for
-    detectors, 64x64 for segmentors."""
+def example(model: torch.nn.Module, size: tuple[int, int],
+            seed: int = 0) -> tuple[torch.Tensor, object]:
+    """A uint8 ``(3, H, W)`` image with smooth structure of ``size`` (H, W), and its data
+    sample for ``model`` (a segmentor or a detector)."""
+    height, width = size
     if isinstance(model, SegEncoderDecoder):
-        height, width = 64, 64
         sample = SegDataSample(metainfo=dict(
             img_path='synthetic.jpg', ori_shape=(height, width), img_shape=(height, width),
             pad_shape=(height, width), scale_factor=(1.0, 1.0), flip=False))
     else:
-        height, width = 128, 160
         sample = DetDataSample(metainfo=dict(
             img_id=0, img_path='synthetic.jpg', ori_shape=(height, width),
             img_shape=(height, width), scale_factor=(1.0, 1.0)))
@@ -155,24 +156,9 @@ def predict(model: torch.nn.Module, inputs: torch.Tensor, sample) -> list:
         return model.test_step(dict(inputs=[inputs], data_samples=[copy.deepcopy(sample)]))
 
 
-@pytest.fixture(scope='module')
-def faster_rcnn():
-    return build_pair('faster_rcnn_resnest50_fpn')
-
-
-@pytest.fixture(scope='module')
-def cascade_mask_rcnn():
-    return build_pair('cascade_mask_rcnn_resnest50_fpn')
-
-
-@pytest.fixture(scope='module')
-def deeplabv3():
-    return build_pair('deeplabv3_resnest101_d8_ade20k')
-
-
-@pytest.mark.parametrize('fixture', ['faster_rcnn', 'cascade_mask_rcnn'])
-def test_detector_predictions_match_mmdet(fixture, request):
-    pair = request.getfixturevalue(fixture)
+@pytest.mark.parametrize('name', DETECTORS)
+def test_detector_predictions_match_mmdet(name):
+    pair = build_pair(name)
     assert type(pair.ours.backbone) is ResNeSt
     assert type(pair.theirs.backbone) is MMDetResNeSt
     expected = pair.expected.pred_instances
@@ -182,18 +168,22 @@ def test_detector_predictions_match_mmdet(fixture, request):
     assert torch.equal(actual.labels, expected.labels)
     torch.testing.assert_close(actual.scores, expected.scores, rtol=0, atol=TOL)
     torch.testing.assert_close(actual.bboxes, expected.bboxes, rtol=0, atol=TOL)
+    assert pair.theirs.with_mask == ('mask' in name)
     if pair.theirs.with_mask:
         assert expected.masks.any()
         assert actual.masks.shape == expected.masks.shape
         assert torch.equal(actual.masks, expected.masks)
 
 
-def test_deeplabv3_logits_match_mmseg(deeplabv3):
-    assert type(deeplabv3.ours.backbone) is ResNeSt
-    assert type(deeplabv3.theirs.backbone) is MMSegResNeSt
-    expected = deeplabv3.expected
-    actual, = predict(deeplabv3.ours, deeplabv3.inputs, deeplabv3.sample)
-    assert actual.seg_logits.data.shape == (150, 64, 64)
+@pytest.mark.parametrize('name', SEGMENTORS)
+def test_segmentor_logits_match_mmseg(name):
+    pair = build_pair(name)
+    assert type(pair.ours.backbone) is ResNeSt
+    assert type(pair.theirs.backbone) is MMSegResNeSt
+    expected = pair.expected
+    actual, = predict(pair.ours, pair.inputs, pair.sample)
+    num_classes = pair.theirs.decode_head.num_classes
+    assert actual.seg_logits.data.shape == (num_classes, *pair.inputs.shape[1:])
     assert expected.pred_sem_seg.data.unique().numel() > 1  # not a constant prediction
     torch.testing.assert_close(
         actual.seg_logits.data, expected.seg_logits.data, rtol=0, atol=TOL)

@@ -54,6 +54,17 @@ def _datasets(dataset: dict) -> list[dict]:
     return [dataset]
 
 
+# what each data_prefix entry of the mmdet / mmseg datasets holds
+PREFIX_KINDS = {'img': 'image', 'img_path': 'image', 'seg': 'annotation',
+                'seg_map_path': 'annotation'}
+
+
+def _prefix_folder(key: str) -> str:
+    """'image folder (data_prefix.img_path)', ... for the error message."""
+    kind = PREFIX_KINDS.get(key)
+    return f'{kind} folder (data_prefix.{key})' if kind else f'data_prefix.{key} folder'
+
+
 def _missing_paths(dataset: dict) -> list[tuple[str, str]]:
     """(what, path) for each path named by a dataset config that does not exist."""
     root = dataset.get('data_root') or ''
@@ -68,7 +79,7 @@ def _missing_paths(dataset: dict) -> list[tuple[str, str]]:
     for key, prefix in (dataset.get('data_prefix') or {}).items():
         path = osp.join(root, prefix)
         if prefix and not osp.isdir(path):
-            missing.append((f'data_prefix.{key} folder', path))
+            missing.append((_prefix_folder(key), path))
     return missing
 
 
