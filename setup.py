@@ -19,6 +19,8 @@ TESTS = [
     # ONNX export checks (tests/test_export.py, tools/export_onnx.py).
     'onnx>=1.15',
     'onnxruntime>=1.17',
+    # Parses configs/metafile.yml in tests/test_metafile.py (pure Python, 34 kB).
+    'model-index>=0.1.11',
 ]
 
 setup(
