@@ -5,9 +5,9 @@ the official ResNeSt config it mirrors (tests/zoo.py lists the 16 pairs): after 
 backbone's ``type``, ``custom_imports`` and the pretrained checkpoint (the only fields allowed to
 differ), the two dictionaries are equal. The configs without an mm counterpart (DeepLabV3
 S-50/200/269, Cascade R-CNN S-200) differ from our config of the same recipe in depth, stem width
-and checkpoint only. Every config builds; the models at depths 101 and 200 have the
-``state_dict`` keys and shapes of mm's own ResNeSt model (at depth 200: mm's S-101 config with
-depth 200), so the released mm checkpoints load into them.
+and checkpoint only. Every config builds; its model has the ``state_dict`` keys and shapes of
+mm's own model of the recipe (for a variant: its base's mm config at the variant's depth; mm has
+no ResNeSt-269), so the released mm checkpoints load into them.
 """
 
 from __future__ import annotations
@@ -169,12 +169,11 @@ def test_config_builds_its_model_with_our_backbone(name):
     assert trainable == [i > frozen_stages for i in range(5)]
 
 
-# The S-50 counterparts load mm's state_dict strictly in test_detector_parity.py; S-269 has no
-# mm model (mm's ResNeSt stops at depth 200).
-DEEP = [name for name in ALL if depth_of(name)[0] in MM_DEPTHS[1:]]
+# every config but S-269: mm's ResNeSt stops at depth 200
+WITH_MM_MODEL = [name for name in ALL if depth_of(name)[0] in MM_DEPTHS]
 
 
-@pytest.mark.parametrize('name', DEEP)
+@pytest.mark.parametrize('name', WITH_MM_MODEL)
 def test_released_mm_checkpoints_fit_our_model(name):
     """Same state_dict keys and shapes as mm's model of the recipe: its zoo checkpoint loads."""
     ours = build_structure(load_ours(name)).state_dict()
