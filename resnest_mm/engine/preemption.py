@@ -1,0 +1,129 @@
+"""``resnest_mm.PreemptionHook``: on SIGTERM (or another chosen signal) save, then stop.
+
+Clusters announce the end of a job with a signal: Kubernetes and SLURM send SIGTERM some
+seconds before SIGKILL, and SLURM sends a chosen signal ahead of the time limit with
+``--signal=USR1@120``. mmengine 0.10 installs no handler, so the run dies at once and loses
+the iterations since its last checkpoint. With this hook the run finishes the iteration in
+progress, saves a checkpoint at it (through :class:`~.checkpoint_hook.AtomicCheckpointHook`),
+prints one line with the checkpoint and how to resume, and exits with status
+:data:`PREEMPTED_EXIT_STATUS`. In a distributed run the processes agree on the signal after
+every iteration (an all-reduce of one integer), so all of them stop after the same one.
+A second signal of the same kind ends the process at once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+
+import torch
+from mmengine.dist import all_reduce, barrier, get_world_size, is_main_process
+from mmengine.hooks import Hook
+
+from ..hooks import HOOKS
+from .checkpoint_hook import AtomicCheckpointHook
+
+# sysexits.h EX_TEMPFAIL: "a temporary failure; the user is invited to retry later".
+PREEMPTED_EXIT_STATUS = 75
+PREEMPTION_SIGNALS = ('SIGTERM', 'SIGUSR1', 'SIGUSR2')
+
+
+class TrainingPreempted(SystemExit):
+    """The run stopped on a signal after saving ``checkpoint``; exits with status 75."""
+
+    def __init__(self, signum: int, checkpoint: str) -> None:
+        super().__init__(PREEMPTED_EXIT_STATUS)
+        self.signum, self.checkpoint = signum, checkpoint
+
+
+def parse_signals(names: Sequence[str]) -> list[signal.Signals]:
+    """``['SIGTERM', 'USR1']`` -> signals; raises ValueError naming an unknown one."""
+    signals = []
+    for name in names:
+        full = name.upper() if name.upper().startswith('SIG') else f'SIG{name.upper()}'
+        if full not in PREEMPTION_SIGNALS:
+            raise ValueError(f'preemption signal {name!r} is invalid; allowed: '
+                             f'{", ".join(PREEMPTION_SIGNALS)}')
+        signals.append(signal.Signals[full])
+    return signals
+
+
+def resume_hint(runner) -> str:
+    config = getattr(runner.cfg, 'filename', None) or 'CONFIG'
+    return f'python tools/train.py {config} --work-dir {runner.work_dir} --resume'
+
+
+@HOOKS.register_module()
+class PreemptionHook(Hook):
+    """Save at the current iteration and stop when the process receives one of ``signals``.
+
+    Args:
+        signals (Sequence[str]): Signal names, from ``SIGTERM``, ``SIGUSR1``, ``SIGUSR2``.
+            Default: ``('SIGTERM',)``.
+
+    The run needs an ``AtomicCheckpointHook`` (the tools make ``default_hooks.checkpoint``
+    one). At the last iteration a signal does not stop the run, which is about to end anyway.
+    """
+
+    priority = 'LOWEST'  # after the checkpoint hook's own save at this iteration
+
+    def __init__(self, signals: Sequence[str] = ('SIGTERM',)) -> None:
+        self.signals = parse_signals(signals)
+        self.received = 0
+        self._previous: dict[int, object] = {}
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if self.received:  # asked twice: stop now, as without this hook
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            os.kill(os.getpid(), signum)
+            return
+        self.received = signum
+
+    def before_train(self, runner) -> None:
+        _checkpoint_hook(runner)  # fail before training, not at the signal
+        if threading.current_thread() is not threading.main_thread():
+            runner.logger.warning('PreemptionHook: training runs outside the main thread, '
+                                  'where Python cannot handle signals; preemption is off.')
+            return
+        for sig in self.signals:
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def after_train(self, runner) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _agreed_signal(self) -> int:
+        if get_world_size() == 1:
+            return self.received
+        flag = torch.tensor([self.received], dtype=torch.int64)
+        all_reduce(flag, op='max')
+        return int(flag.item())
+
+    def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        signum = self._agreed_signal()
+        if not signum:
+            return
+        name = signal.Signals(signum).name
+        if self.is_last_train_iter(runner):
+            runner.logger.warning(f'{name} at the last iteration: finishing the run.')
+            self.received = 0
+            return
+        path = _checkpoint_hook(runner).save_now(runner)
+        barrier()  # no process exits (and gets the others killed) before the file is in place
+        if is_main_process():
+            print(f'Preempted by {name}: saved iteration {runner.iter + 1} to {path}; exiting '
+                  f'with status {PREEMPTED_EXIT_STATUS}. Resume with: {resume_hint(runner)}',
+                  file=sys.stderr, flush=True)
+        raise TrainingPreempted(signum, path)
+
+
+def _checkpoint_hook(runner) -> AtomicCheckpointHook:
+    for hook in runner.hooks:
+        if isinstance(hook, AtomicCheckpointHook):
+            return hook
+    raise RuntimeError("PreemptionHook needs default_hooks.checkpoint of type "
+                       "'resnest_mm.AtomicCheckpointHook' to save the run before it stops")
