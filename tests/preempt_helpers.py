@@ -4,6 +4,7 @@
 
 - ``kill:N``: SIGKILL at the start of iteration N (after its batch is loaded);
 - ``term:N``: SIGTERM at the start of iteration N (the run should finish N and save it);
+- ``usr1-group:N``: SIGUSR1 to the whole process group (data workers too), as SLURM sends it;
 - ``save:N``: die in the middle of writing the checkpoint of iteration N: the file size limit
   is set to half the previous checkpoint, so the kernel kills the process (SIGXFSZ) when the
   write reaches it, as a kill or a full disk during a save would leave it.
@@ -41,6 +42,8 @@ class PreemptTestDieHook(Hook):
             os.kill(os.getpid(), signal.SIGKILL)
         elif self.how == 'term':
             os.kill(os.getpid(), signal.SIGTERM)
+        elif self.how == 'usr1-group':
+            os.killpg(os.getpgid(0), signal.SIGUSR1)
 
     def before_save_checkpoint(self, runner, checkpoint) -> None:
         if self.how != 'save' or not self._mine(runner, checkpoint['meta']['iter']):

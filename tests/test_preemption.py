@@ -38,15 +38,23 @@ ITERS = 6
 
 # ----------------------------------------------------------------------------- helpers
 
-def _config(tmp_path: Path, base: Path) -> Path:
+def _config(tmp_path: Path, base: Path, extra: str = '') -> Path:
     """``base`` plus the hook that kills the run where RESNEST_TEST_DIE says."""
     path = tmp_path / f'{base.stem}_die.py'
     path.write_text(
         f'_base_ = {str(base)!r}\n'
         "custom_imports = dict(imports=['resnest_mm', 'preempt_helpers'], "
         'allow_failed_imports=False)\n'
-        "custom_hooks = [dict(type='PreemptTestDieHook')]\n")
+        "custom_hooks = [dict(type='PreemptTestDieHook')]\n" + extra)
     return path
+
+
+# 4 images, 2 per batch: 2 iterations an epoch; SIGTERM in iteration 5 saves mid-epoch.
+EPOCHS = """
+train_cfg = dict(_delete_=True, type='EpochBasedTrainLoop', max_epochs=3, val_interval=1)
+train_dataloader = dict(sampler=dict(type='DefaultSampler', shuffle=True))
+default_hooks = dict(checkpoint=dict(by_epoch=True, interval=1, max_keep_ckpts=-1))
+"""
 
 
 def _segmentation(root: str, **extra) -> dict:
@@ -60,13 +68,15 @@ def _segmentation(root: str, **extra) -> dict:
 
 
 def _train(config: Path, work_dir: Path, options: dict, die: str = '', resume: bool = False,
-           processes: int = 1, die_rank: int | None = None) -> subprocess.CompletedProcess:
+           processes: int = 1, die_rank: int | None = None,
+           extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / 'tests')]),
                RESNEST_TEST_DIE=die, OMP_NUM_THREADS='1')
     env.pop('RESNEST_TEST_DIE_RANK', None)
     if die_rank is not None:
         env['RESNEST_TEST_DIE_RANK'] = str(die_rank)
-    args = ['--work-dir', str(work_dir), *(['--resume'] if resume else []), *as_cli(options)]
+    args = ['--work-dir', str(work_dir), *(['--resume'] if resume else []), *extra,
+            *as_cli(options)]
     if processes == 1:
         command = [sys.executable, str(REPO / 'tools' / 'train.py'), str(config), *args]
     else:
@@ -75,7 +85,7 @@ def _train(config: Path, work_dir: Path, options: dict, die: str = '', resume: b
         command = ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(config), str(processes),
                    *args]
     return subprocess.run(command, cwd=work_dir.parent, env=env, capture_output=True,
-                          text=True, timeout=900)
+                          text=True, timeout=900, start_new_session=True)  # own process group
 
 
 def _losses(work_dir: Path) -> dict[int, dict[str, float]]:
@@ -300,36 +310,35 @@ def _detection_options(root: str) -> dict:
 
 
 def _epoch_options(root: str) -> dict:
-    # 4 images, 2 per batch: 2 iterations an epoch; SIGTERM in iteration 3 saves mid-epoch.
     options = _segmentation(root)
     for key in ('train_cfg.max_iters', 'train_cfg.val_interval',
                 'default_hooks.checkpoint.interval', 'default_hooks.checkpoint.max_keep_ckpts'):
         options.pop(key)
-    return {**options, 'train_cfg.type': 'EpochBasedTrainLoop', 'train_cfg.max_epochs': 3,
-            'train_cfg.val_interval': 1, 'train_dataloader.sampler.type': 'DefaultSampler',
-            'default_hooks.checkpoint.by_epoch': True, 'default_hooks.checkpoint.interval': 1,
-            'default_hooks.checkpoint.max_keep_ckpts': -1}
+    return options
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize('variant', ['two_processes', 'workers', 'detector', 'epochs'])
 def test_resumed_variants_end_bit_identical(tmp_path, ade20k, seg_config, variant):
     """kill -9 in iteration 3, then SIGTERM in iteration 5 (one rank only with two
-    processes), then to the end: 2 processes (gloo), 2 persistent data workers, the tiny
-    Faster R-CNN (mmdet), and an epoch-based loop resumed mid-epoch."""
+    processes), then to the end: 2 processes (gloo), 2 persistent data workers (SIGUSR1 to
+    the whole process group, workers included, as SLURM signals), the tiny Faster R-CNN
+    (mmdet), and an epoch-based loop resumed mid-epoch."""
     config, options, processes = seg_config, _segmentation(ade20k), 1
+    term, extra, name = 'term:5', (), 'SIGTERM'
     kill_save, term_save, last = 'iter_2.pth', 'iter_5.pth', f'iter_{ITERS}.pth'
     if variant == 'two_processes':
         processes = 2
     elif variant == 'workers':
         options.update({'train_dataloader.num_workers': 2,
                         'train_dataloader.persistent_workers': True})
+        term, extra, name = 'usr1-group:5', ('--preempt-signals', 'SIGTERM', 'SIGUSR1'), 'SIGUSR1'
     elif variant == 'detector':
         root = str(make_coco(tmp_path / 'coco', num_train=4, num_val=2, height=64,
                              width=64)) + '/'
         config, options = _config(tmp_path, FASTER_RCNN), _detection_options(root)
     elif variant == 'epochs':
-        options = _epoch_options(ade20k)
+        config, options = _config(tmp_path, DEEPLABV3, EPOCHS), _epoch_options(ade20k)
         kill_save, term_save, last = 'epoch_1.pth', 'iter_5.pth', 'epoch_3.pth'
     die_rank = 1 if processes == 2 else None
 
@@ -339,11 +348,11 @@ def test_resumed_variants_end_bit_identical(tmp_path, ade20k, seg_config, varian
     run = _train(config, work_dir, options, die='kill:3', processes=processes, die_rank=die_rank)
     assert run.returncode != 0
     assert (work_dir / kill_save).exists()
-    run = _train(config, work_dir, options, die='term:5', resume=True, processes=processes,
-                 die_rank=die_rank)
+    run = _train(config, work_dir, options, die=term, resume=True, processes=processes,
+                 die_rank=die_rank, extra=extra)
     if processes == 1:
         _ok(run, PREEMPTED_EXIT_STATUS)
-    assert run.stderr.count(f'Preempted by SIGTERM: saved iteration 5 to {work_dir / term_save}') \
+    assert run.stderr.count(f'Preempted by {name}: saved iteration 5 to {work_dir / term_save}') \
         == 1, run.stderr[-3000:]
     _ok(_train(config, work_dir, options, resume=True, processes=processes))
     _assert_same_run(work_dir, reference, last)

@@ -23,8 +23,8 @@ def make_preemptible(cfg: Config, signals: Sequence[str] = ('SIGTERM',)) -> None
     arguments; mmengine's default ``interval=1`` when the config has none), the train loop
     ``resnest_mm.IterBasedTrainLoop`` / ``EpochBasedTrainLoop`` (mmengine's, resuming exactly),
     and ``custom_hooks`` get a ``resnest_mm.PreemptionHook`` for ``signals`` unless they have
-    one. A config with ``default_hooks.checkpoint=None`` or another loop type keeps it, with a
-    warning saying what is lost.
+    one. A config with ``default_hooks.checkpoint=None`` or another hook type, or another loop
+    type, keeps it, with a warning saying what is lost.
 
     Raises:
         ValueError: an unknown signal name.
@@ -34,13 +34,14 @@ def make_preemptible(cfg: Config, signals: Sequence[str] = ('SIGTERM',)) -> None
     if 'checkpoint' not in hooks:
         hooks['checkpoint'] = dict(type='CheckpointHook', interval=1)
     checkpoint = hooks['checkpoint']
-    if checkpoint is None:
-        warn('default_hooks.checkpoint is None: no checkpoints, so a signal stops the run '
-             'without saving it')
-    elif checkpoint.get('type') in CHECKPOINT_HOOKS:
+    if checkpoint is not None and checkpoint.get('type') in CHECKPOINT_HOOKS:
         checkpoint['type'] = ATOMIC_CHECKPOINT_HOOK
     custom = list(cfg.get('custom_hooks') or [])
-    if checkpoint is not None and not any(h.get('type') == PREEMPTION_HOOK for h in custom):
+    if checkpoint is None or checkpoint.get('type') != ATOMIC_CHECKPOINT_HOOK:
+        kind = 'None' if checkpoint is None else repr(checkpoint.get('type'))
+        warn(f'default_hooks.checkpoint is {kind}, not a CheckpointHook: saves are not atomic, '
+             'and a signal stops the run without saving it')
+    elif not any(h.get('type') == PREEMPTION_HOOK for h in custom):
         custom.append(dict(type=PREEMPTION_HOOK, signals=list(signals)))
     cfg.custom_hooks = custom
     loop = cfg.get('train_cfg')

@@ -74,8 +74,17 @@ class PreemptionHook(Hook):
         self.signals = parse_signals(signals)
         self.received = 0
         self._previous: dict[int, object] = {}
+        self._pid = os.getpid()
+        # Installed with the Runner, before the train loop forks its data workers: they
+        # inherit the handler (which ignores signals outside this process) and so survive a
+        # signal sent to the whole process group, as SLURM sends --signal=USR1@120.
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.signals:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
 
     def _on_signal(self, signum: int, frame) -> None:
+        if os.getpid() != self._pid:  # a data worker
+            return
         if self.received:  # asked twice: stop now, as without this hook
             signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
             os.kill(os.getpid(), signum)
@@ -84,12 +93,10 @@ class PreemptionHook(Hook):
 
     def before_train(self, runner) -> None:
         _checkpoint_hook(runner)  # fail before training, not at the signal
-        if threading.current_thread() is not threading.main_thread():
-            runner.logger.warning('PreemptionHook: training runs outside the main thread, '
-                                  'where Python cannot handle signals; preemption is off.')
-            return
-        for sig in self.signals:
-            self._previous[sig] = signal.signal(sig, self._on_signal)
+        if not self._previous:
+            runner.logger.warning('PreemptionHook: the Runner was built outside the main '
+                                  'thread, where Python cannot handle signals; preemption is '
+                                  'off.')
 
     def after_train(self, runner) -> None:
         for sig, previous in self._previous.items():
