@@ -165,7 +165,10 @@ def test_killed_and_preempted_run_resumes_bit_identical(tmp_path, ade20k, seg_co
             f'with status {PREEMPTED_EXIT_STATUS}. Resume with: python tools/train.py ')
     assert run.stderr.count(line) == 1, run.stderr[-3000:]
     assert f'--work-dir {work_dir} --resume' in run.stderr
-    assert _load(work_dir / 'iter_5.pth')['meta']['iter'] == 5
+    meta = _load(work_dir / 'iter_5.pth')['meta']
+    assert meta['iter'] == 5 and meta['data_seeds'] == {'sampler': 0, 'workers': 0}
+    assert len(meta['random_states']) == 1 and {'torch', 'numpy', 'python'} <= set(
+        meta['random_states'][0])
     assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_4.pth', 'iter_5.pth']
 
     run = _train(seg_config, work_dir, options, die='save:6', resume=True)
@@ -177,7 +180,10 @@ def test_killed_and_preempted_run_resumes_bit_identical(tmp_path, ade20k, seg_co
     assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_4.pth', 'iter_5.pth']
     assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_5.pth')
 
-    _ok(_train(seg_config, work_dir, options, resume=True))
+    run = _train(seg_config, work_dir, options, resume=True)
+    _ok(run)
+    assert 'random states' not in run.stdout + run.stderr  # restored, without a warning
+    assert 'other seeds' not in run.stdout + run.stderr
     assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_5.pth', 'iter_6.pth']
     _assert_same_run(work_dir, reference)
 
@@ -356,3 +362,15 @@ def test_resumed_variants_end_bit_identical(tmp_path, ade20k, seg_config, varian
         == 1, run.stderr[-3000:]
     _ok(_train(config, work_dir, options, resume=True, processes=processes))
     _assert_same_run(work_dir, reference, last)
+
+
+def test_preemption_hook_records_the_signal_and_puts_the_handlers_back():
+    from resnest_mm.engine import PreemptionHook
+    before = signal.getsignal(signal.SIGUSR2)
+    hook = PreemptionHook(['USR2'])
+    os.kill(os.getpid(), signal.SIGUSR2)  # recorded, not fatal
+    assert hook.received == signal.SIGUSR2
+    del hook  # collected with its Runner: the previous handler is back
+    import gc
+    gc.collect()
+    assert signal.getsignal(signal.SIGUSR2) is before

@@ -28,6 +28,19 @@ from .atomic import ATOMIC_BACKEND, atomic_write
 
 LAST_CHECKPOINT = 'last_checkpoint'
 MID_EPOCH_TEMPLATE = 'iter_{}.pth'
+DATA_SEEDS = 'data_seeds'  # meta entry: the seeds of the sampler and of the data workers
+
+
+def data_seeds(runner) -> dict[str, int | None]:
+    """The seeds the training data is drawn with: the sampler's and the workers' base.
+
+    Together with the iteration they say where the data stream is; a resumed run replays
+    the stream to that iteration (mmengine's data skipping), which needs the same seeds.
+    """
+    loader = runner.train_dataloader
+    init = getattr(loader, 'worker_init_fn', None)
+    return {'sampler': getattr(loader.sampler, 'seed', None),
+            'workers': getattr(init, 'keywords', {}).get('seed')}
 
 
 @HOOKS.register_module()
@@ -41,6 +54,7 @@ class AtomicCheckpointHook(CheckpointHook):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.resumed_random_states: list | None = None
+        self.resumed_data_seeds: dict | None = None
         self._saved_states: tuple[int, list] | None = None  # (step, states) of the last save
         self.last_saved_iter: int | None = None  # 1-based iteration of the last save
 
@@ -78,7 +92,8 @@ class AtomicCheckpointHook(CheckpointHook):
             self.file_backend.rmtree(path)
 
     def _write(self, runner, filename: str, meta: dict, by_epoch: bool, step: int) -> str:
-        meta = {**meta, random_state.META_KEY: self._random_states(step)}
+        meta = {**meta, random_state.META_KEY: self._random_states(step),
+                DATA_SEEDS: data_seeds(runner)}
         path = self.file_backend.join_path(self.out_dir, filename)
         runner.message_hub.update_info('last_ckpt', path)
         runner.save_checkpoint(
@@ -120,12 +135,20 @@ class AtomicCheckpointHook(CheckpointHook):
     # ----------------------------------------------------------------------------- resuming
 
     def after_load_checkpoint(self, runner, checkpoint: dict[str, Any]) -> None:
-        self.resumed_random_states = checkpoint.get('meta', {}).get(random_state.META_KEY)
+        meta = checkpoint.get('meta', {})
+        self.resumed_random_states = meta.get(random_state.META_KEY)
+        self.resumed_data_seeds = meta.get(DATA_SEEDS)
 
     def after_data_skip(self, runner) -> None:
         """Called by the loops of :mod:`.loops` once a resumed run has skipped the data it had
         already trained on: restore the random states of the moment the checkpoint was saved."""
         states, self.resumed_random_states = self.resumed_random_states, None
+        saved, current = self.resumed_data_seeds, data_seeds(runner)
+        if saved is not None and saved != current:
+            runner.logger.warning(
+                f'The data is drawn with other seeds than in the run that saved the checkpoint '
+                f'({current} instead of {saved}; randomness.diff_rank_seed=True draws new ones '
+                'at each start): the resumed run sees other batches than it would have.')
         if states is None:
             runner.logger.warning(
                 'The checkpoint holds no random states (it was not saved by '

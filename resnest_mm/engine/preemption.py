@@ -13,11 +13,14 @@ A second signal of the same kind ends the process at once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
+import weakref
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from mmengine.dist import all_reduce, barrier, get_world_size, is_main_process
@@ -56,6 +59,38 @@ def resume_hint(runner) -> str:
     return f'python tools/train.py {config} --work-dir {runner.work_dir} --resume'
 
 
+class SignalCatcher:
+    """Records the first of ``signals`` this process gets; a second one ends it at once.
+
+    Other processes forked from this one (data workers) inherit the handler, which ignores
+    signals there: they survive a signal sent to the whole process group.
+    """
+
+    def __init__(self, signals: Sequence[signal.Signals]) -> None:
+        self.received = 0
+        self._pid = os.getpid()
+        self._previous: dict[int, Any] = {}
+        for sig in signals:
+            self._previous[sig] = signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame) -> None:
+        if os.getpid() != self._pid:  # a data worker
+            return
+        if self.received:  # asked twice: stop now, as without the catcher
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            os.kill(os.getpid(), signum)
+            return
+        self.received = signum
+
+    def close(self) -> None:
+        """Put back the handlers that were there before (where they are still ours)."""
+        for sig, previous in self._previous.items():
+            with contextlib.suppress(ValueError):  # outside the main thread
+                if signal.getsignal(sig) == self._on_signal:
+                    signal.signal(sig, previous)
+        self._previous.clear()
+
+
 @HOOKS.register_module()
 class PreemptionHook(Hook):
     """Save at the current iteration and stop when the process receives one of ``signals``.
@@ -64,44 +99,37 @@ class PreemptionHook(Hook):
         signals (Sequence[str]): Signal names, from ``SIGTERM``, ``SIGUSR1``, ``SIGUSR2``.
             Default: ``('SIGTERM',)``.
 
-    The run needs an ``AtomicCheckpointHook`` (the tools make ``default_hooks.checkpoint``
-    one). At the last iteration a signal does not stop the run, which is about to end anyway.
+    The handlers are installed when the hook is built (with the Runner), before the train
+    loop forks its data workers, so that the workers inherit them (see :class:`SignalCatcher`),
+    and are removed after training or when the hook is collected. The run needs an
+    ``AtomicCheckpointHook`` (the tools make ``default_hooks.checkpoint`` one). At the last
+    iteration a signal does not stop the run, which is about to end anyway.
     """
 
     priority = 'LOWEST'  # after the checkpoint hook's own save at this iteration
 
     def __init__(self, signals: Sequence[str] = ('SIGTERM',)) -> None:
         self.signals = parse_signals(signals)
-        self.received = 0
-        self._previous: dict[int, object] = {}
-        self._pid = os.getpid()
-        # Installed with the Runner, before the train loop forks its data workers: they
-        # inherit the handler (which ignores signals outside this process) and so survive a
-        # signal sent to the whole process group, as SLURM sends --signal=USR1@120.
+        self.catcher: SignalCatcher | None = None
         if threading.current_thread() is threading.main_thread():
-            for sig in self.signals:
-                self._previous[sig] = signal.signal(sig, self._on_signal)
+            self.catcher = SignalCatcher(self.signals)
+            weakref.finalize(self, self.catcher.close)
 
-    def _on_signal(self, signum: int, frame) -> None:
-        if os.getpid() != self._pid:  # a data worker
-            return
-        if self.received:  # asked twice: stop now, as without this hook
-            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
-            os.kill(os.getpid(), signum)
-            return
-        self.received = signum
+    @property
+    def received(self) -> int:
+        """The signal received (0: none)."""
+        return self.catcher.received if self.catcher else 0
 
     def before_train(self, runner) -> None:
         _checkpoint_hook(runner)  # fail before training, not at the signal
-        if not self._previous:
+        if self.catcher is None:
             runner.logger.warning('PreemptionHook: the Runner was built outside the main '
                                   'thread, where Python cannot handle signals; preemption is '
                                   'off.')
 
     def after_train(self, runner) -> None:
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        self._previous.clear()
+        if self.catcher is not None:
+            self.catcher.close()
 
     def _agreed_signal(self) -> int:
         if get_world_size() == 1:
@@ -117,7 +145,6 @@ class PreemptionHook(Hook):
         name = signal.Signals(signum).name
         if self.is_last_train_iter(runner):
             runner.logger.warning(f'{name} at the last iteration: finishing the run.')
-            self.received = 0
             return
         path = _checkpoint_hook(runner).save_now(runner)
         barrier()  # no process exits (and gets the others killed) before the file is in place
