@@ -11,7 +11,9 @@ from mmengine.registry import Registry
 
 from .models.drop import linear_ramp, set_dropblock_prob
 
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='resnest_mm', locations=['resnest_mm.hooks'])
+# resnest_mm.engine registers the checkpoint and preemption hooks here too.
+HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='resnest_mm',
+                 locations=['resnest_mm.hooks', 'resnest_mm.engine'])
 
 
 @HOOKS.register_module()

@@ -87,7 +87,7 @@ def test_cli_arguments_become_config_entries(tmp_path):
     assert args.resume == 'auto' and args.launcher == 'none'
     cfg = build_train_config(args.config, work_dir=str(tmp_path), resume=args.resume,
                              auto_scale_lr=args.auto_scale_lr, cfg_options=args.cfg_options)
-    assert cfg.resume is True and cfg.load_from is None
+    assert cfg.resume is False and cfg.load_from is None  # nothing saved yet: from the start
     assert cfg.auto_scale_lr.enable is True and cfg.train_cfg.max_iters == 7
     with pytest.raises(ValueError, match=r"launcher='gloo' is invalid"):
         build_train_config(FASTER_RCNN, launcher='gloo')

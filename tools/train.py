@@ -2,6 +2,10 @@
 
     python tools/train.py configs/faster_rcnn_resnest50_fpn.py [--work-dir DIR] [--resume [CKPT]]
         [--amp] [--auto-scale-lr] [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+        [--preempt-signals SIGTERM [SIGUSR1 ...]]
+
+On a preemption signal (SIGTERM by default) the run saves at the current iteration and exits
+with status 75; --resume then continues it exactly.
 
 Several processes: tools/dist_train.sh CONFIG GPUS [args]; on a machine without CUDA the
 processes use gloo and SyncBN runs as resnest_mm.CPUSyncBN (statistics synchronised over gloo).
@@ -25,6 +29,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
         help='scale the learning rate by the actual batch size (auto_scale_lr in the config)')
+    parser.add_argument(
+        '--preempt-signals', nargs='+', default=['SIGTERM'], metavar='SIGNAL',
+        help='on these signals save at the current iteration and exit with status 75 '
+             '(SIGTERM, SIGUSR1, SIGUSR2; default: SIGTERM)')
     add_run_arguments(parser, 'train_dataloader.dataset.data_root')
     return parser.parse_args(argv)
 
@@ -35,7 +43,7 @@ def main(argv=None) -> None:
         cfg = build_train_config(
             args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
             auto_scale_lr=args.auto_scale_lr, cfg_options=args.cfg_options,
-            launcher=args.launcher)
+            launcher=args.launcher, preempt_signals=args.preempt_signals)
         prepare_run(cfg, 'train')
     except USER_ERRORS as error:
         sys.exit(f'train.py: error: {error}')

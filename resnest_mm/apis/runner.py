@@ -15,9 +15,10 @@ import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 
+from ..engine import TrainingPreempted, find_resume_point, load_checked, make_preemptible
 from .checkpoint import mmengine_checkpoint_globals
 from .config import check_dataset_paths, codebase_of, load_config
-from .distributed import check_launcher, setup_cpu_distributed
+from .distributed import check_launcher, setup_cpu_distributed, shutdown_distributed
 
 
 def _default_work_dir(config: str | Path) -> str:
@@ -32,17 +33,24 @@ def build_train_config(
     auto_scale_lr: bool = False,
     cfg_options: dict | None = None,
     launcher: str = 'none',
+    preempt_signals: tuple[str, ...] | list[str] = ('SIGTERM',),
 ) -> Config:
     """The config of a training run, as ``tools/train.py`` builds it.
+
+    Checkpoints are written atomically with the random states, a resumed run continues
+    exactly, and on ``preempt_signals`` the run saves and exits with status 75
+    (:func:`resnest_mm.engine.make_preemptible`).
 
     Args:
         config: path of the config file.
         work_dir: where logs and checkpoints go; default ``./work_dirs/<config name>``.
-        resume: None (no resume), 'auto' (the latest checkpoint in the work dir) or a path.
+        resume: None (no resume), 'auto' (the newest checkpoint in the work dir that loads;
+            none: from the start) or a path (which must load).
         amp: mixed precision (mmengine's AmpOptimWrapper; needs a GPU).
         auto_scale_lr: scale the learning rate by the actual total batch size.
         cfg_options: overrides, ``{'a.b': value}``.
         launcher: 'none', 'pytorch', 'slurm' or 'mpi'.
+        preempt_signals: names from SIGTERM, SIGUSR1, SIGUSR2.
     """
     check_launcher(launcher)
     cfg = load_config(config, cfg_options)
@@ -60,13 +68,28 @@ def build_train_config(
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise ValueError(f'--auto-scale-lr needs auto_scale_lr.base_batch_size in {config}')
         cfg.auto_scale_lr.enable = True
+    make_preemptible(cfg, preempt_signals)
+    if resume is not None:
+        _set_resume(cfg, resume)
+    return cfg
+
+
+def _set_resume(cfg: Config, resume: str) -> None:
+    """Resume from ``resume`` ('auto': the newest checkpoint in the work dir that loads), with
+    the checkpoint's seed, which the sampler and the data workers draw from."""
     if resume == 'auto':
-        cfg.resume, cfg.load_from = True, None
-    elif resume is not None:
+        point = find_resume_point(cfg.work_dir)
+        if point is None:  # nothing saved yet: from the start
+            cfg.resume, cfg.load_from = False, None
+            return
+        path, meta = point.path, point.meta
+    else:
         if not osp.isfile(resume):
             raise FileNotFoundError(f'--resume checkpoint {resume!r} does not exist')
-        cfg.resume, cfg.load_from = True, resume
-    return cfg
+        path, meta = resume, load_checked(resume, '--resume checkpoint', training=True)['meta']
+    cfg.resume, cfg.load_from = True, path
+    if meta.get('seed') is not None:
+        cfg.randomness = {**cfg.get('randomness', {}), 'seed': meta['seed']}
 
 
 MMENGINE_LOGGER_HOOK = ('LoggerHook', 'mmengine.LoggerHook')
@@ -152,8 +175,11 @@ def prepare_run(cfg: Config, mode: str) -> None:
     """Check the datasets the run needs, then set up a CPU-distributed run if there is one.
 
     Safe to call twice. Args: ``cfg`` from :func:`build_train_config` or
-    :func:`build_test_config`; ``mode`` 'train' or 'test' (which datasets must exist).
+    :func:`build_test_config`; ``mode`` 'train' or 'test' (which datasets must exist; a test
+    run's checkpoint must load, else :class:`~resnest_mm.engine.BrokenCheckpointError`).
     """
+    if mode == 'test' and cfg.get('load_from'):
+        load_checked(cfg.load_from)
     check_dataset_paths(cfg, mode)
     setup_cpu_distributed(cfg, cfg.launcher)
 
@@ -171,11 +197,20 @@ def build_runner(cfg: Config) -> Runner:
 
 
 def run_train(cfg: Config) -> Runner:
-    """Train with a config from :func:`build_train_config`; returns the finished Runner."""
+    """Train with a config from :func:`build_train_config`; returns the finished Runner.
+
+    Raises:
+        TrainingPreempted: stopped on a signal after saving (a ``SystemExit`` with status 75),
+            with the process group, if any, shut down.
+    """
     prepare_run(cfg, 'train')
     runner = build_runner(cfg)
     with mmengine_checkpoint_globals():
-        runner.train()
+        try:
+            runner.train()
+        except TrainingPreempted:
+            shutdown_distributed()  # a live gloo group can abort the exit, changing its status
+            raise
     return runner
 
 
