@@ -35,6 +35,8 @@ PINNED = {
     'mmsegmentation': '1.2.2',
 }
 UNPINNED = ['ftfy', 'regex']
+# The tests extra of setup.py: a missing one reinstalls this package with its extras.
+TEST_DEPS = ('pytest', 'ruff', 'resnest', 'onnx', 'onnxruntime', 'model-index')
 
 
 def stop(message: str) -> None:
@@ -100,7 +102,7 @@ def main() -> None:
     wanted += [d for d in UNPINNED if version_of(d) is None]
     if wanted:
         pip(*wanted)
-    test_deps_missing = any(version_of(d) is None for d in ('pytest', 'ruff', 'resnest'))
+    test_deps_missing = any(version_of(d) is None for d in TEST_DEPS)
     if test_deps_missing or not editable_here():
         pip('--no-build-isolation', '-e', f'{REPO}[tests]')
     print(f'setup_env: ready (torch {version_of("torch")}, mmcv {version_of("mmcv")}, '
