@@ -50,10 +50,24 @@ def test_fused_model_is_in_eval_and_leaves_other_norms():
         assert max_abs_diff(model(x), reference(x)) == 0
 
 
-def test_benchmark_fusion_reports_both_timings():
-    from resnest_mm.export import benchmark_fusion
+def test_benchmark_fusion_times_each_model_under_its_name(monkeypatch):
+    """The fused model is made 0.5 s slower (a sleep before its forward): its wall-clock
+    timings must show the delay, its CPU timings must not, and the BN model's neither."""
+    import time
 
-    result = benchmark_fusion(depth=14, stem_channels=32, base_channels=16, size=(32, 32),
-                              repeats=1, warmup=0)
+    from resnest_mm import export
+
+    delay = 0.5
+
+    def fuse_then_slow_down(model):
+        pairs = fuse_conv_bn(model)
+        model.register_forward_pre_hook(lambda module, args: time.sleep(delay))
+        return pairs
+
+    monkeypatch.setattr(export, 'fuse_conv_bn', fuse_then_slow_down)
+    result = export.benchmark_fusion(depth=14, stem_channels=32, base_channels=16,
+                                     size=(32, 32), repeats=3, warmup=1)
     assert result['pairs'] == 23 and result['max_abs_diff'] <= 1e-4
-    assert result['bn']['median'] > 0 and result['fused']['cpu']['median'] > 0
+    assert result['fused']['min'] >= delay > result['bn']['median']
+    assert result['fused']['cpu']['median'] < delay
+    assert result['speedup_wall'] < 1
