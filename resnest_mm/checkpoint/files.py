@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 
 import torch
 from mmengine.logging import print_log
+from mmengine.runner.checkpoint import get_external_models
 
 from .errors import CheckpointNotFoundError, ChecksumMismatchError
 
@@ -41,7 +42,6 @@ def checkpoint_url(name: str) -> str | None:
         key = name[len(OPENMMLAB_SCHEME):]
         if key in OPENMMLAB_URLS:
             return OPENMMLAB_URLS[key]
-        from mmengine.runner.checkpoint import get_external_models
         return get_external_models().get(key)
     if name.startswith(('http://', 'https://')):
         return name
