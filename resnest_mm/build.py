@@ -34,7 +34,7 @@ def build_from_config(
     A full-model checkpoint (keys ``backbone.*``) or a backbone-only one both load into the
     backbone. The config's ``default_scope`` (mmdet, mmseg) picks the registry.
     """
-    from mmengine.config import Config
+    from mmengine.config import Config, ConfigDict
     from mmengine.registry import MODELS, init_default_scope
 
     import resnest_mm  # noqa: F401  (registers resnest_mm.ResNeSt)
@@ -45,7 +45,8 @@ def build_from_config(
         raise FileNotFoundError(f'config file {str(config)!r} does not exist.')
     cfg = Config.fromfile(str(config))
     init_default_scope(cfg.get('default_scope', 'mmengine'))
-    model_cfg = sync_bn_to_bn(copy.deepcopy(cfg.model.to_dict()))
+    # ConfigDict again: detectors read their train_cfg/test_cfg by attribute
+    model_cfg = ConfigDict(sync_bn_to_bn(copy.deepcopy(cfg.model.to_dict())))
     model = MODELS.build(model_cfg.get('backbone', model_cfg) if part == 'backbone' else model_cfg)
     if checkpoint is not None:
         load_strictly(model, checkpoint, part)

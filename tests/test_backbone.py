@@ -1,8 +1,10 @@
-"""Behaviour of the backbone's options: freezing, norm_eval, out_indices, with_cp, SyncBN, size."""
+"""Behaviour of the backbone's options: freezing, norm_eval, out_indices, with_cp, SyncBN and GN
+(as mmdet's), size."""
 
 from __future__ import annotations
 
 import copy
+import importlib
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from resnest_mm import ResNeSt
 
+mmdet_backbones = importlib.import_module('mmdet.models.backbones')
 SMALL = dict(depth=14, stem_channels=32, base_channels=16)
 
 
@@ -120,21 +123,42 @@ def test_with_cp_gives_same_outputs_and_gradients(image):
     assert all(max_abs_diff(grads_a[k], grads_b[k]) <= 1e-6 for k in grads_a)
 
 
-def test_syncbn_builds_and_runs_in_one_cpu_process(image):
-    model = ResNeSt(norm_cfg=dict(type='SyncBN', requires_grad=True), **SMALL)
-    assert any(isinstance(m, torch.nn.SyncBatchNorm) for m in model.modules())
-    model.train()
-    train_outs = model(image)
-    sum(o.mean() for o in train_outs).backward()
-    model.eval()
-    assert len(model(image)) == 4
+# MMDetection's ResNeSt starts at depth 50; narrow stages keep it quick.
+MMDET_SMALL = dict(depth=50, stem_channels=16, base_channels=8, norm_eval=False)
+NORM_CASES = {
+    'SyncBN': (dict(type='SyncBN', requires_grad=True), torch.nn.SyncBatchNorm),
+    'GN': (dict(type='GN', num_groups=4, requires_grad=True), torch.nn.GroupNorm),
+}
 
 
-def test_group_norm_keeps_mm_names(image):
-    model = ResNeSt(norm_cfg=dict(type='GN', num_groups=4), **SMALL)
-    keys = model.state_dict().keys()
-    assert 'layer1.0.gn1.weight' in keys and 'layer1.0.conv2.gn0.weight' in keys
-    assert len(model.eval()(image)) == 4
+def norm_layers(model: torch.nn.Module) -> dict[str, type]:
+    return {name: type(m) for name, m in model.named_modules()
+            if isinstance(m, (_BatchNorm, torch.nn.GroupNorm))}
+
+
+@pytest.mark.parametrize('norm', NORM_CASES)
+def test_norm_cfg_builds_mmdets_norms_and_outputs_in_one_cpu_process(norm, image):
+    """SyncBN (torch's, in one process) and GN: the norm layers, their names, the outputs in
+    train and eval mode and the gradients equal mmdet's ResNeSt with that norm_cfg."""
+    norm_cfg, norm_type = NORM_CASES[norm]
+    reference = randomize_(mmdet_backbones.ResNeSt(norm_cfg=norm_cfg, **MMDET_SMALL))
+    ours = ResNeSt(norm_cfg=norm_cfg, **MMDET_SMALL)
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    assert norm_layers(ours) == norm_layers(reference)
+    assert norm_layers(ours)
+    assert all(issubclass(cls, norm_type) for cls in norm_layers(ours).values())
+    for model in (reference, ours):
+        model.train()
+        sum(out.square().mean() for out in model(image)).backward()
+    theirs = dict(reference.named_parameters())
+    for name, param in ours.named_parameters():
+        torch.testing.assert_close(param.grad, theirs[name].grad, rtol=1e-4, atol=1e-5, msg=name)
+    assert max_abs_diff(tuple(ours.state_dict().values()),
+                        tuple(reference.state_dict().values())) <= 1e-6  # running statistics
+    ours.eval()
+    reference.eval()  # mmdet's train() returns None
+    with torch.no_grad():
+        assert max_abs_diff(ours(image), reference(image)) <= 1e-5
 
 
 def test_s50_backbone_has_published_parameter_count():

@@ -390,7 +390,7 @@ def test_cached_file_is_used_without_download(tmp_path, monkeypatch):
     def no_download(url, dst):
         raise AssertionError(f'downloaded {url}')
 
-    monkeypatch.setattr(ckpt, 'download', no_download)
+    monkeypatch.setattr(ckpt.files, 'download', no_download)
     model = small_model(seed=2)
     report = ckpt.load_pretrained(model, 'resnest50')
     assert report.path == cached
@@ -411,7 +411,7 @@ def test_missing_file_is_downloaded_once_into_the_cache(tmp_path, monkeypatch):
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(served.read_bytes())
 
-    monkeypatch.setattr(ckpt, 'download', fake_download)
+    monkeypatch.setattr(ckpt.files, 'download', fake_download)
     model = small_model(seed=2)
     ckpt.load_pretrained(model, 'open-mmlab://resnest50')
     ckpt.load_pretrained(model, 'open-mmlab://resnest50')
@@ -427,7 +427,7 @@ def test_offline_without_cache_says_which_file_to_put_where(tmp_path, monkeypatc
     def offline(url, dst):
         raise urllib.error.URLError('no network')
 
-    monkeypatch.setattr(ckpt, 'download', offline)
+    monkeypatch.setattr(ckpt.files, 'download', offline)
     cached = ckpt.hub_cache_path(ckpt.checkpoint_url(name))
     with pytest.raises(ckpt.CheckpointNotFoundError) as info:
         ckpt.resolve_checkpoint(name)
@@ -570,3 +570,48 @@ def test_convert_cli(tmp_path):
 def test_convert_rejects_unknown_target(tmp_path):
     with pytest.raises(ValueError, match=r"to='timm'.*'openmmlab', 'official'"):
         ckpt.convert_checkpoint(tmp_path / 'x.pth', tmp_path / 'y.pth', to='timm')
+
+
+def _convert_tool():
+    spec = importlib.util.spec_from_file_location('convert_weights',
+                                                  REPO / 'tools' / 'convert_weights.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.mark.parametrize('name', ['resnest50', 'open-mmlab://resnest50'])
+def test_convert_cli_from_a_short_name_to_official(tmp_path, monkeypatch, capsys, name):
+    """``convert_weights.py NAME DST --to official``: the short name resolves (the official one
+    from the hub cache, the OpenMMLab one by a download) and the file written loads into the
+    authors' model with the source's tensors and outputs (only its classifier is missing)."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    official = official_model()
+    served = tmp_path / 'served.pth'
+    torch.save(official.state_dict(), served)
+    digest = ckpt.sha256_of(served)[:8]
+    if name == 'resnest50':
+        monkeypatch.setitem(ckpt.OFFICIAL_FILES, 'resnest50', f'resnest50-{digest}')
+        cached = ckpt.hub_cache_path(ckpt.checkpoint_url(name))
+        cached.parent.mkdir(parents=True)
+        served.rename(cached)
+    else:
+        monkeypatch.setitem(ckpt.OPENMMLAB_URLS, 'resnest50',
+                            f'https://example.invalid/resnest50_d2-{digest}.pth')
+
+        def fake_download(url, dst):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            dst.write_bytes(served.read_bytes())
+
+        monkeypatch.setattr(ckpt.files, 'download', fake_download)
+    _convert_tool().main([name, str(tmp_path / 'back.pth'), '--to', 'official', '--quiet'])
+    written = list(tmp_path.glob('back-*.pth'))
+    assert len(written) == 1
+    assert f'written (official layout): {written[0]}' in capsys.readouterr().out
+    restored = randomize_(official_model(), seed=9)  # other weights until loaded
+    result = restored.load_state_dict(torch.load(written[0], weights_only=True), strict=False)
+    assert sorted(result.missing_keys) == ['fc.bias', 'fc.weight'] and not result.unexpected_keys
+    restored.fc.load_state_dict(official.fc.state_dict())
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(restored(x), official(x))

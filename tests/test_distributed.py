@@ -1,9 +1,16 @@
-"""Distributed runs on the CPU: gloo, DDP without device ids, CPUSyncBN, 1 vs 2 processes."""
+"""Distributed runs on the CPU: gloo, DDP without device ids, CPUSyncBN, 1 vs 2 processes.
 
+They run on GPU machines too: in this process the CPU path is chosen by making
+``torch.cuda.is_available`` answer False, and the tools' subprocesses see no GPU
+(``CUDA_VISIBLE_DEVICES=''``).
+"""
+
+import copy
 import json
 import os
 import socket
 import subprocess
+import sys
 import warnings
 
 import pytest
@@ -12,17 +19,36 @@ import torch.distributed as dist
 from conftest import randomize_
 from tiny import DEEPLABV3, REPO, as_cli, tiny_segmentation_options
 
-from resnest_mm.apis import build_test_config, load_config, run_test, setup_cpu_distributed
+from resnest_mm.apis import build_test_config, load_config, setup_cpu_distributed
 from resnest_mm.apis.distributed import CPU_SYNC_BN, replace_sync_bn
 from resnest_mm.datasets import make_ade20k
-
-pytestmark = pytest.mark.skipif(torch.cuda.is_available(), reason='checks the CPU-only path')
 
 
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
+
+
+def _cpu_only_env() -> dict:
+    """Environment for a tool's processes: no GPU visible, a free port, one thread each."""
+    return dict(os.environ, CUDA_VISIBLE_DEVICES='', PORT=str(_free_port()), OMP_NUM_THREADS='1')
+
+
+def _last_metrics(work_dir) -> dict:
+    logs = list(work_dir.glob('*/*.json'))
+    assert len(logs) == 1, logs
+    return json.loads(logs[0].read_text().splitlines()[-1])
+
+
+@pytest.mark.parametrize('script, usage', [
+    ('dist_train.sh', 'CONFIG GPUS [train.py args]'),
+    ('dist_test.sh', 'CONFIG CHECKPOINT GPUS [test.py args]'),
+])
+def test_dist_scripts_print_their_usage_when_arguments_are_missing(script, usage):
+    run = subprocess.run(['bash', str(REPO / 'tools' / script), 'only_a_config.py'],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2 and 'usage: ' in run.stderr and usage in run.stderr
 
 
 def test_replace_sync_bn_counts_and_replaces_nested_norms():
@@ -34,7 +60,17 @@ def test_replace_sync_bn_counts_and_replaces_nested_norms():
     assert cfg['heads'][1]['norm_cfg']['type'] == 'GN'
 
 
+def test_setup_cpu_distributed_leaves_gpu_runs_to_mmengine(tmp_path, monkeypatch):
+    cfg = load_config(DEEPLABV3)
+    cfg.work_dir = str(tmp_path)
+    before = copy.deepcopy(cfg.to_dict())
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert setup_cpu_distributed(cfg, 'pytorch') is False
+    assert cfg.to_dict() == before and not dist.is_initialized()
+
+
 def test_setup_cpu_distributed_rewrites_the_config_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     cfg = load_config(DEEPLABV3)
     cfg.work_dir = str(tmp_path)
     cfg.sync_bn = 'torch'  # mmengine's BN -> torch SyncBN conversion, which needs a GPU
@@ -90,7 +126,7 @@ def test_distributed_tests_write_the_metrics_json_from_the_main_process_only(
 
 
 def test_two_processes_evaluate_exactly_like_one(tmp_path):
-    """tools/dist_test.sh with 2 CPU processes vs run_test() in this process, same data/weights."""
+    """tools/dist_test.sh with 2 CPU processes vs tools/test.py in one, same data and weights."""
     from mmseg.registry import MODELS
     from mmseg.utils import register_all_modules
 
@@ -104,20 +140,21 @@ def test_two_processes_evaluate_exactly_like_one(tmp_path):
     checkpoint = str(tmp_path / 'tiny.pth')
     torch.save({'state_dict': model.state_dict()}, checkpoint)
 
-    single = run_test(build_test_config(
-        DEEPLABV3, checkpoint, work_dir=str(tmp_path / 'one'), cfg_options=options))
-
-    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    one = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'test.py'), str(DEEPLABV3), checkpoint,
+         '--work-dir', str(tmp_path / 'one'), *as_cli(options)],
+        cwd=tmp_path, env=dict(_cpu_only_env(), PYTHONPATH=str(REPO)), capture_output=True,
+        text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-3000:]
+    single = _last_metrics(tmp_path / 'one')
     run = subprocess.run(
         ['bash', str(REPO / 'tools' / 'dist_test.sh'), str(DEEPLABV3), checkpoint, '2',
          '--work-dir', str(tmp_path / 'two'), *as_cli(options)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        cwd=tmp_path, env=_cpu_only_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
-    logs = list((tmp_path / 'two').glob('*/*.json'))
-    assert len(logs) == 1, logs
-    double = json.loads(logs[0].read_text().splitlines()[-1])
-    assert set(single) <= set(double)
-    assert {k: double[k] for k in single} == single
+    double = _last_metrics(tmp_path / 'two')
+    metrics = ('aAcc', 'mIoU', 'mAcc')
+    assert {k: double[k] for k in metrics} == {k: single[k] for k in metrics}
     assert 0 < single['mIoU'] < 100 and single['aAcc'] > 0
     assert run.stderr.count('SyncBN runs as resnest_mm.CPUSyncBN on the CPU') == 1
 
@@ -138,11 +175,10 @@ def test_two_processes_train_with_ddp_on_the_cpu(tmp_path, sync_bn_from):
             options[f'model.{part}.norm_cfg.type'] = 'BN'
         options['sync_bn'] = 'torch'
         expected = "cfg.sync_bn='torch' on the CPU: the model's BatchNorms become"
-    env = dict(os.environ, PORT=str(_free_port()), OMP_NUM_THREADS='1')
     run = subprocess.run(
         ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(DEEPLABV3), '2',
          '--work-dir', str(tmp_path / 'w'), *as_cli(options)],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        cwd=tmp_path, env=_cpu_only_env(), capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     assert (tmp_path / 'w' / 'iter_2.pth').exists()
     assert run.stderr.count(expected) == 1

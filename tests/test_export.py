@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import importlib
+import importlib.util
 
 import pytest
 import torch
 from conftest import max_abs_diff, randomize_
 from mmengine.registry import MODELS
+from tiny import FASTER_RCNN, REPO
 from torch import nn
 
 from resnest_mm import ResNeSt
@@ -152,16 +154,23 @@ def test_onnx_dynamic_shapes_match_onnxruntime(backbone, tmp_path):
     assert len(diffs) == 2 and max(diffs) <= 1e-4
 
 
-def test_export_tool_on_a_backbone_config(tmp_path):
+def test_export_tool_fuse_matches_the_unfused_model(tmp_path):
+    """--fuse on trained-looking weights (random BN statistics and affine parameters, SyncBN
+    built as BN): the ONNX model of the folded backbone gives the unfolded model's outputs."""
+    kwargs = dict(SMALL, out_indices=(1, 3))
     config = tmp_path / 'resnest14.py'
     config.write_text(
         "custom_imports = dict(imports=['resnest_mm'], allow_failed_imports=False)\n"
         "model = dict(type='resnest_mm.ResNeSt', depth=14, stem_channels=32, base_channels=16,"
         " out_indices=(1, 3), norm_cfg=dict(type='SyncBN', requires_grad=True))\n")
-    diffs = export_config(config, tmp_path / 'out.onnx', shapes=[(1, 3, 64, 64),
-                                                                (1, 3, 80, 48)], fuse=True)
-    assert (tmp_path / 'out.onnx').is_file()
+    unfused = randomize_(ResNeSt(**kwargs), seed=2).eval()
+    checkpoint = tmp_path / 'trained.pth'
+    torch.save({'state_dict': unfused.state_dict()}, checkpoint)
+    out = tmp_path / 'out.onnx'
+    diffs = export_config(config, out, str(checkpoint), shapes=[(1, 3, 64, 64), (1, 3, 80, 48)],
+                          fuse=True)
     assert max(diffs) <= 1e-4
+    assert max(check_onnx(out, unfused, inputs([(2, 3, 96, 64)], seed=9))) <= 1e-4
 
 
 def deeplab_config(backbone: str, heads: str = '') -> str:
@@ -276,3 +285,44 @@ def test_build_from_config_loads_checkpoints_strictly(small_deeplab, tmp_path):
     with pytest.raises(WeightMismatchError, match='layer4'):
         build_from_config(config, str(backbone_half), part='backbone')
 
+
+
+def _export_tool():
+    spec = importlib.util.spec_from_file_location('export_onnx', REPO / 'tools' / 'export_onnx.py')
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+BACKBONE_CONFIG = (
+    "custom_imports = dict(imports=['resnest_mm'], allow_failed_imports=False)\n"
+    "model = dict(type='resnest_mm.ResNeSt', depth=14, stem_channels=32, base_channels=16)\n")
+
+
+def test_export_onnx_command_line(tmp_path, capsys):
+    config, checkpoint = tmp_path / 'resnest14.py', tmp_path / 'weights.pth'
+    config.write_text(BACKBONE_CONFIG)
+    model = randomize_(ResNeSt(**SMALL), seed=4).eval()
+    torch.save(model.state_dict(), checkpoint)
+    out = tmp_path / 'cli' / 'resnest14.onnx'
+    argv = [str(config), str(checkpoint), '--out', str(out), '--fuse',
+            '--shape', '1', '3', '64', '64', '--shape', '2', '3', '32', '48']
+    assert _export_tool().main(argv) == 0
+    printed = capsys.readouterr().out
+    assert '(1, 3, 64, 64): onnxruntime vs PyTorch max abs diff' in printed
+    assert '(2, 3, 32, 48): onnxruntime vs PyTorch max abs diff' in printed
+    assert f'wrote {out}; OK (atol 0.0001)' in printed
+    assert max(check_onnx(out, model, inputs())) <= 1e-4
+    assert _export_tool().main([*argv, '--atol', '-1']) == 1  # a difference over --atol fails
+    assert 'FAILED (atol -1.0)' in capsys.readouterr().out
+
+
+def test_export_onnx_refuses_part_model_for_a_detector(tmp_path):
+    out = tmp_path / 'detector.onnx'
+    with pytest.raises(SystemExit) as stop:
+        _export_tool().main([str(FASTER_RCNN), '--part', 'model', '--out', str(out)])
+    message = stop.value.code
+    assert isinstance(message, str) and message.startswith('export_onnx.py: error: ')
+    assert "part='model' needs an MMSegmentation EncoderDecoder" in message
+    assert 'FasterRCNN' in message and "use part='backbone' for detectors" in message
+    assert not out.exists()

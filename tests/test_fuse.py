@@ -50,10 +50,31 @@ def test_fused_model_is_in_eval_and_leaves_other_norms():
         assert max_abs_diff(model(x), reference(x)) == 0
 
 
-def test_benchmark_fusion_reports_both_timings():
-    from resnest_mm.export import benchmark_fusion
+def test_benchmark_fusion_times_each_model_under_its_name(monkeypatch):
+    """The fused model is made 0.5 s of CPU time slower (a busy loop before its forward): its
+    timings must show it and the BN model's must not. CPU time, unlike the wall clock, hardly
+    grows with the load other processes put on a shared machine."""
+    import time
 
-    result = benchmark_fusion(depth=14, stem_channels=32, base_channels=16, size=(32, 32),
-                              repeats=1, warmup=0)
+    from resnest_mm import export
+
+    delay = 0.5
+
+    def busy(module, args):
+        start = time.process_time()
+        while time.process_time() - start < delay:
+            pass
+
+    def fuse_then_slow_down(model):
+        pairs = fuse_conv_bn(model)
+        model.register_forward_pre_hook(busy)
+        return pairs
+
+    monkeypatch.setattr(export, 'fuse_conv_bn', fuse_then_slow_down)
+    result = export.benchmark_fusion(depth=14, stem_channels=32, base_channels=16,
+                                     size=(32, 32), repeats=2, warmup=1)
     assert result['pairs'] == 23 and result['max_abs_diff'] <= 1e-4
-    assert result['bn']['median'] > 0 and result['fused']['cpu']['median'] > 0
+    fused, bn = result['fused']['cpu'], result['bn']['cpu']
+    assert fused['min'] >= delay and fused['median'] - bn['median'] > delay / 2
+    assert result['fused']['min'] >= delay  # the wall clock includes the CPU time
+    assert result['speedup_cpu'] < 1

@@ -1,5 +1,6 @@
 """Presets and shapes: depths 14-269, radix 1/2/4, groups > 1 and avd_first, against published
-parameter counts and the authors' own ablation models (``resnest==0.0.5``)."""
+parameter counts, MMDetection's ResNeSt and the authors' own ablation models
+(``resnest==0.0.5``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from conftest import max_abs_diff, official_stage_outputs, randomize_
 from resnest_mm import ResNeSt
 
 ablation = importlib.import_module('resnest.torch.ablation')
+MMDET_RESNEST = importlib.import_module('mmdet.models.backbones').ResNeSt
 
 # ImageNet classifier on the 2048-d pooled features, as counted in the published figures.
 FC_PARAMS = 2048 * 1000 + 1000
@@ -85,10 +87,38 @@ def test_radix_and_groups_shapes(radix, groups):
         (1, 64, 16, 12), (1, 128, 8, 6), (1, 256, 4, 3), (1, 512, 2, 2)]
 
 
-@pytest.mark.parametrize('depth', sorted(ResNeSt.arch_settings))
-def test_depths_have_their_block_counts(depth):
-    layouts = {14: [1, 1, 1, 1], 26: [2, 2, 2, 2], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3],
-               152: [3, 8, 36, 3], 200: [3, 24, 36, 3], 269: [3, 30, 48, 8]}
-    model = ResNeSt(depth=depth, stem_channels=32, base_channels=8)
-    assert [len(getattr(model, n)) for n in model.res_layers] == layouts[depth]
-    assert 2 + 3 * sum(layouts[depth]) == depth  # 3 convs per bottleneck, stem and classifier
+# The authors' ImageNet release (../shared/reference/RESULTS.md): blocks per stage, official
+# stem width (stem_channels is twice it) and parameters in millions with the classifier.
+RELEASED = {
+    50: ((3, 4, 6, 3), 32, 27.48),
+    101: ((3, 4, 23, 3), 64, 48.28),
+    200: ((3, 24, 36, 3), 64, 70.20),
+    269: ((3, 30, 48, 8), 64, 110.93),
+}
+
+
+def stage_blocks(model: torch.nn.Module) -> tuple[int, ...]:
+    return tuple(len(getattr(model, f'layer{i}')) for i in range(1, 5))
+
+
+@pytest.mark.parametrize('depth', sorted(RELEASED))
+def test_released_depths_have_the_published_blocks_and_parameters(depth):
+    blocks, stem_width, millions = RELEASED[depth]
+    with torch.device('meta'):  # shapes only: S-269 would take seconds to initialise
+        model = ResNeSt(depth=depth, stem_channels=2 * stem_width)
+    assert stage_blocks(model) == blocks
+    assert round((num_params(model) + FC_PARAMS) / 1e6, 2) == millions
+
+
+
+@pytest.mark.parametrize('depth', sorted(MMDET_RESNEST.arch_settings))
+def test_depths_build_mmdets_resnest(depth):
+    """Every depth MMDetection's ResNeSt has (152 included, which no release has) builds the
+    same blocks and tensors; 14 and 26 are checked against timm's counts above."""
+    assert depth in ResNeSt.arch_settings
+    kwargs = dict(depth=depth, stem_channels=32, base_channels=8)
+    with torch.device('meta'):
+        ours, theirs = ResNeSt(**kwargs), MMDET_RESNEST(**kwargs)
+    assert stage_blocks(ours) == stage_blocks(theirs)
+    assert ({k: v.shape for k, v in ours.state_dict().items()}
+            == {k: v.shape for k, v in theirs.state_dict().items()})

@@ -1,12 +1,24 @@
-"""tools/train.py and tools/test.py: arguments, clear errors, training, testing and resume."""
+"""tools/train.py and tools/test.py: arguments, clear errors, training, testing, resume, and the
+files --out and --show-dir write."""
 
 import copy
 import importlib.util
+import shutil
 
+import mmcv
+import mmengine
+import numpy as np
 import pytest
 import torch
 from mmengine.hooks import Hook
-from tiny import DEEPLABV3, FASTER_RCNN, REPO, tiny_detection_options, tiny_segmentation_options
+from tiny import (
+    DEEPLABV3,
+    FASTER_RCNN,
+    REPO,
+    as_cli,
+    tiny_detection_options,
+    tiny_segmentation_options,
+)
 
 from resnest_mm.apis import (
     DatasetNotFoundError,
@@ -165,3 +177,64 @@ class _Snapshot(Hook):
         self.iter = runner.iter
         self.optimizer = copy.deepcopy(runner.optim_wrapper.state_dict())
         self.weights = copy.deepcopy(runner.model.state_dict())
+
+
+def _random_checkpoint(cfg, path) -> str:
+    """The config's model with its fresh initialisation, saved as a test checkpoint."""
+    from mmengine.registry import MODELS, init_default_scope
+
+    import resnest_mm  # noqa: F401
+
+    init_default_scope(cfg.default_scope)
+    torch.save({'state_dict': MODELS.build(cfg.model).state_dict()}, path)
+    return str(path)
+
+
+def test_missing_image_folder_is_named(tmp_path):
+    root = make_coco(tmp_path / 'coco', num_train=1, num_val=1, height=32, width=32)
+    shutil.rmtree(root / 'val')
+    checkpoint = tmp_path / 'model.pth'
+    checkpoint.write_bytes(b'')
+    message = _tool_error(test_tool, [
+        str(FASTER_RCNN), str(checkpoint), '--work-dir', str(tmp_path / 'w'),
+        *as_cli(tiny_detection_options(f'{root}/'))])
+    assert f"data_prefix.img folder '{root}/val/' does not exist" in message
+    assert '--cfg-options test_dataloader.dataset.data_root=' in message
+    assert '\n' not in message
+
+
+def test_detector_test_writes_the_pkl_and_the_pictures(tmp_path):
+    root = make_coco(tmp_path / 'coco', num_train=1, num_val=2, height=64, width=48)
+    options = tiny_detection_options(f'{root}/')
+    checkpoint = _random_checkpoint(load_config(FASTER_RCNN, options), tmp_path / 'det.pth')
+    work_dir, out = tmp_path / 'w', tmp_path / 'predictions.pkl'
+    test_tool.main([str(FASTER_RCNN), checkpoint, '--work-dir', str(work_dir), '--out', str(out),
+                    '--show-dir', 'pictures', *as_cli(options)])
+    predictions = mmengine.load(out)
+    assert sorted(p['img_path'] for p in predictions) == [
+        f'{root}/val/{i:06d}.jpg' for i in range(2)]
+    for prediction in predictions:
+        instances = prediction['pred_instances']
+        boxes, scores = instances['bboxes'], instances['scores']
+        assert boxes.shape == (len(scores), 4) and prediction['ori_shape'] == (64, 48)
+    pictures = sorted(work_dir.glob('*/pictures/*.jpg'))
+    assert [p.name for p in pictures] == ['000000.jpg', '000001.jpg']
+    for picture in pictures:  # ground truth and prediction side by side, at the image size
+        assert mmcv.imread(str(picture)).shape == (64, 96, 3)
+
+
+def test_segmentor_test_writes_label_pngs_and_pictures(tmp_path, ade20k_root):
+    options = tiny_segmentation_options(ade20k_root)
+    checkpoint = _random_checkpoint(load_config(DEEPLABV3, options), tmp_path / 'seg.pth')
+    labels, pictures = tmp_path / 'labels', tmp_path / 'pictures'
+    test_tool.main([str(DEEPLABV3), checkpoint, '--work-dir', str(tmp_path / 'w'),
+                    '--out', str(labels), '--show-dir', str(pictures), *as_cli(options)])
+    written = sorted(labels.glob('*.png'))
+    assert [p.name for p in written] == ['000000.png', '000001.png']
+    for path in written:
+        label = mmcv.imread(str(path), flag='unchanged')
+        assert label.shape == (64, 64) and label.dtype == np.uint8 and label.max() <= 4
+    drawn = sorted((pictures / 'vis_data' / 'vis_image').glob('*.png'))
+    assert len(drawn) == 2
+    for path in drawn:
+        assert mmcv.imread(str(path)).shape[0] == 64

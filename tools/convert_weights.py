@@ -11,9 +11,12 @@ everything else is :func:`resnest_mm.checkpoint.convert_checkpoint`.
 from __future__ import annotations
 
 import argparse
-import sys
 
+from resnest_mm.apis.cli import exit_on_user_error
 from resnest_mm.checkpoint import convert_checkpoint, known_names
+
+# What a wrong input file ends in (a bad layout, a damaged or unsafe file, a missing one).
+CONVERT_ERRORS = (FileNotFoundError, ValueError, TypeError, RuntimeError)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,11 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
+    with exit_on_user_error('convert_weights.py', CONVERT_ERRORS):
         summary = convert_checkpoint(args.src, args.dst, to=args.to, prefix=args.prefix,
                                      progress=not args.quiet)
-    except (FileNotFoundError, ValueError, TypeError, RuntimeError) as error:
-        sys.exit(f'convert_weights.py: error: {error}')
     print(summary)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from resnest_mm.apis.cli import exit_on_user_error
 from resnest_mm.export import export_config
 
 
@@ -33,8 +34,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     shapes = args.shape or [(1, 3, 256, 256), (2, 3, 320, 192)]
-    diffs = export_config(args.config, args.out, args.checkpoint, args.part, shapes,
-                          args.opset, args.fuse)
+    with exit_on_user_error('export_onnx.py'):  # wrong path, weights or --part: one line
+        diffs = export_config(args.config, args.out, args.checkpoint, args.part, shapes,
+                              args.opset, args.fuse)
     for shape, diff in zip(shapes, diffs, strict=True):
         print(f'{tuple(shape)}: onnxruntime vs PyTorch max abs diff {diff:.3g}')
     ok = max(diffs) <= args.atol

@@ -7,9 +7,9 @@ Several processes: tools/dist_test.sh CONFIG CHECKPOINT GPUS [args].
 """
 
 import argparse
-import sys
 
-from resnest_mm.apis import USER_ERRORS, build_test_config, prepare_run, run_test
+from resnest_mm.apis import build_test_config, prepare_run, run_test
+from resnest_mm.apis.cli import exit_on_user_error
 from resnest_mm.apis.distributed import add_run_arguments, shutdown_distributed
 
 
@@ -29,14 +29,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:  # set-up errors (wrong path, missing dataset, bad option) end in one line
+    with exit_on_user_error('test.py'):  # set-up: wrong path, missing dataset, bad option
         cfg = build_test_config(
             args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
             show_dir=args.show_dir, tta=args.tta, cfg_options=args.cfg_options,
             launcher=args.launcher)
         prepare_run(cfg, 'test')
-    except USER_ERRORS as error:
-        sys.exit(f'test.py: error: {error}')
     run_test(cfg)
     shutdown_distributed()
 

@@ -12,9 +12,9 @@ processes use gloo and SyncBN runs as resnest_mm.CPUSyncBN (statistics synchroni
 """
 
 import argparse
-import sys
 
-from resnest_mm.apis import USER_ERRORS, build_train_config, prepare_run, run_train
+from resnest_mm.apis import build_train_config, prepare_run, run_train
+from resnest_mm.apis.cli import exit_on_user_error
 from resnest_mm.apis.distributed import add_run_arguments, shutdown_distributed
 
 
@@ -39,14 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    try:  # set-up errors (wrong path, missing dataset, bad option) end in one line
+    with exit_on_user_error('train.py'):  # set-up: wrong path, missing dataset, bad option
         cfg = build_train_config(
             args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
             auto_scale_lr=args.auto_scale_lr, cfg_options=args.cfg_options,
             launcher=args.launcher, preempt_signals=args.preempt_signals)
         prepare_run(cfg, 'train')
-    except USER_ERRORS as error:
-        sys.exit(f'train.py: error: {error}')
     run_train(cfg)
     shutdown_distributed()
 

@@ -71,6 +71,21 @@ class RecipeBook:
 
         return self.add(out, rebuild)
 
+    def add_function(self, out: torch.Tensor, fn: Callable[..., torch.Tensor],
+                     *inputs: torch.Tensor) -> Recipe:
+        """Save ``out = fn(*inputs)`` as a recipe. An input registered here is rebuilt from its
+        own recipe rather than kept alive by this one."""
+        sources = [self._source(tensor) for tensor in inputs]
+        return self.add(out, lambda: fn(*(source() for source in sources)))
+
+    def _source(self, tensor: torch.Tensor) -> Callable[[], torch.Tensor]:
+        entry = self._recipes.get(tensor.untyped_storage().data_ptr())
+        if entry is None:
+            return lambda: tensor
+        recipe, size, stride = entry[0], tensor.size(), tensor.stride()
+        offset = tensor.storage_offset()
+        return lambda: recipe.tensor().as_strided(size, stride, offset)
+
     def close(self) -> None:
         self._recipes.clear()
 
@@ -123,3 +138,23 @@ def recipe_book() -> Iterator[RecipeBook | None]:
             yield book
     finally:
         book.close()
+
+
+def norm_relu(norm: nn.Module, relu: nn.Module, x: torch.Tensor, book: RecipeBook | None,
+              drop: nn.Module | None = None) -> torch.Tensor:
+    """``relu(drop(norm(x)))``; with a ``book`` and no ``drop``, backward rebuilds the result
+    from ``x`` rather than keeping it (:meth:`RecipeBook.add_norm_relu`)."""
+    out = norm(x)
+    if drop is not None:
+        return relu(drop(out))
+    if book is not None:
+        book.add_norm_relu(norm, x, out)
+    return relu(out)
+
+
+def rebuild_in_backward(book: RecipeBook | None, out: torch.Tensor,
+                        fn: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> None:
+    """With a ``book``, backward rebuilds ``out = fn(*inputs)`` rather than keeping it
+    (:meth:`RecipeBook.add_function`); without one, nothing happens."""
+    if book is not None:
+        book.add_function(out, fn, *inputs)

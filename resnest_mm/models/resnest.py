@@ -21,7 +21,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..checkpoint import load_pretrained, split_pretrained_cfg
 from ..registry import MODELS
 from .drop import DropBlock2d, DropPath, drop_path_rates, set_dropblock_prob
-from .recompute import recipe_book
+from .recompute import norm_relu, recipe_book
+from .scripting import scriptable_copy_of
 from .split_attention import SplitAttentionConv2d
 from .validation import (
     check_backbone_args,
@@ -138,8 +139,7 @@ class ResNeStBottleneck(BaseModule):
         return getattr(self, self.norm3_name)
 
     def __prepare_scriptable__(self) -> nn.Module:
-        from .scriptable import prepare_bottleneck  # imports this module
-        return prepare_bottleneck(self)
+        return scriptable_copy_of(self)  # models/scriptable.py
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.with_cp and x.requires_grad:
@@ -149,15 +149,11 @@ class ResNeStBottleneck(BaseModule):
         return self.relu(out)
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        with recipe_book() as book:  # the split attention registers into the same book
-            y = self.conv1(x)
-            out = self.norm1(y)
-            if self.dropblock1 is not None:
-                out = self.dropblock1(out)
-            elif book is not None:  # conv2 (or the avd pool) saves relu(out): rebuilt from y
-                book.add_norm_relu(self.norm1, y, out)
-            del y
-            out = self._split_attention(self.relu(out))
+        # In training, backward rebuilds relu(norm1(.)) (recompute.py); the split attention
+        # registers its own rebuilt tensors into the same book.
+        with recipe_book() as book:
+            out = norm_relu(self.norm1, self.relu, self.conv1(x), book, drop=self.dropblock1)
+            out = self._split_attention(out)
             out = self.norm3(self.conv3(out))
         return self._add_shortcut(out, x)
 
@@ -430,18 +426,13 @@ class ResNeSt(BaseModule):
     def __prepare_scriptable__(self) -> nn.Module:
         # torch.jit.script(backbone) compiles a copy sharing the parameters and state_dict keys
         # (see models/scriptable.py); it returns a list of the stage outputs.
-        from .scriptable import prepare_backbone  # imports this module
-        return prepare_backbone(self)
+        return scriptable_copy_of(self)
 
     def _stem_and_pool(self, x: torch.Tensor) -> torch.Tensor:
         layers = list(self.stem)
-        with recipe_book() as book:  # the ReLU outputs the next layer saves: rebuilt from y
+        with recipe_book() as book:  # in training, backward rebuilds each relu(norm(.))
             for conv, norm, relu in zip(layers[0::3], layers[1::3], layers[2::3], strict=True):
-                y = conv(x)
-                x = norm(y)
-                if book is not None:
-                    book.add_norm_relu(norm, y, x)
-                x = relu(x)
+                x = norm_relu(norm, relu, conv(x), book)
             return self.maxpool(x)
 
     def set_dropblock_prob(self, drop_prob: float) -> None:

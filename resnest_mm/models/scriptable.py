@@ -1,14 +1,15 @@
 """What ``torch.jit.script`` compiles in place of the mm-style modules.
 
 ``torch.jit.script(model)`` first calls ``model.__prepare_scriptable__()`` on every submodule.
-ResNeSt, its bottleneck and its split attention answer with a shallow copy of themselves whose
-class is one of the classes below: same submodules under the same names (so the scripted
-module has the same ``state_dict`` keys and shares the parameters, as scripting always does),
-with forwards TorchScript accepts. The eager modules reach their norms through properties that
-look a name up (``getattr(self, self.norm1_name)``), which TorchScript rejects; here each norm is
-reached through ``hasattr`` on the names mmcv gives norms (``bn``, ``gn``, ``in``, ``ln`` plus the
-index), which TorchScript resolves while compiling. Scripted models do not check their input,
-do not checkpoint gradients, and return the stage outputs as a list.
+ResNeSt, its bottleneck and its split attention answer (through ``scripting.py``, where the
+``prepare_*`` functions at the end of this module are registered) with a shallow copy of
+themselves whose class is one of the classes below: same submodules under the same names (so
+the scripted module has the same ``state_dict`` keys and shares the parameters, as scripting
+always does), with forwards TorchScript accepts. The eager modules reach their norms through
+properties that look a name up (``getattr(self, self.norm1_name)``), which TorchScript rejects;
+here each norm is reached through ``hasattr`` on the names mmcv gives norms (``bn``, ``gn``,
+``in``, ``ln`` plus the index), which TorchScript resolves while compiling. Scripted models do
+not check their input, do not checkpoint gradients, and return the stage outputs as a list.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .resnest import ResNeStBottleneck
-from .split_attention import SplitAttentionConv2d
+from .resnest import ResNeSt, ResNeStBottleneck
+from .scripting import register_scriptable_copy
+from .split_attention import SplitAttentionConv2d, weighted_sum
 
 SCRIPTABLE_NORM_ABBRS = ('bn', 'gn', 'in', 'ln')
 
@@ -80,7 +82,8 @@ class ScriptableSplitAttention(IndexedNorms, SplitAttentionConv2d):
     __jit_unused_properties__ = ['norm0', 'norm1']
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._attend(self.relu(self._norm0(self.conv(x))))
+        splits = self._splits(self.relu(self._norm0(self.conv(x))))
+        return weighted_sum(splits, self._attention_weights(splits))
 
     def attention(self, fused: torch.Tensor) -> torch.Tensor:
         gap = self._norm1(self.fc1(F.adaptive_avg_pool2d(fused, 1)))
@@ -130,16 +133,19 @@ class ScriptableResNeSt(nn.Module):
         return outs
 
 
+@register_scriptable_copy(SplitAttentionConv2d)
 def prepare_split_attention(module: SplitAttentionConv2d) -> nn.Module:
     """``SplitAttentionConv2d.__prepare_scriptable__``."""
     return scriptable_copy(module, ScriptableSplitAttention, ('norm0_name', 'norm1_name'))
 
 
+@register_scriptable_copy(ResNeStBottleneck)
 def prepare_bottleneck(block: nn.Module) -> nn.Module:
     """``ResNeStBottleneck.__prepare_scriptable__``."""
     return scriptable_copy(block, ScriptableBottleneck, ('norm1_name', 'norm3_name'))
 
 
+@register_scriptable_copy(ResNeSt)
 def prepare_backbone(backbone: nn.Module) -> nn.Module:
     """``ResNeSt.__prepare_scriptable__``."""
     if any(isinstance(m, nn.SyncBatchNorm) for m in backbone.modules()):

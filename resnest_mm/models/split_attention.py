@@ -11,8 +11,6 @@ Parameter names follow the official release and MMDetection/MMSegmentation (``co
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
@@ -20,7 +18,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .norm import norm_single_sample
-from .recompute import Recipe, recipe_book
+from .recompute import norm_relu, rebuild_in_backward, recipe_book
+from .scripting import scriptable_copy_of
 
 
 def attention_channels(in_channels: int, radix: int, reduction_factor: int) -> int:
@@ -118,16 +117,6 @@ def weighted_sum(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
     return _weighted_sum_eager(splits, attn)
 
 
-def _weighted_sum_recipe(
-    splits: torch.Tensor, rebuilt_splits: Recipe | None, attn: torch.Tensor
-) -> Callable[[], torch.Tensor]:
-    """Rebuilds ``weighted_sum(splits, attn)``; holds the splits' recipe if they have one."""
-    if rebuilt_splits is None:
-        return lambda: _weighted_sum_no_grad(splits, attn)
-    shape = splits.shape
-    return lambda: _weighted_sum_no_grad(rebuilt_splits.tensor().view(shape), attn)
-
-
 class SplitAttentionConv2d(nn.Module):
     """Split-attention convolution.
 
@@ -187,25 +176,16 @@ class SplitAttentionConv2d(nn.Module):
         return getattr(self, self.norm1_name)
 
     def __prepare_scriptable__(self) -> nn.Module:
-        from .scriptable import prepare_split_attention  # imports this module
-        return prepare_split_attention(self)
+        return scriptable_copy_of(self)  # models/scriptable.py
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # In training, backward rebuilds relu(norm0(.)) and the weighted sum (recompute.py).
         with recipe_book() as book:
-            y = self.conv(x)
-            out = self.norm0(y)
-            rebuilt = None if book is None else book.add_norm_relu(self.norm0, y, out)
-            del y  # without autograd nothing else needs the convolution's output: free it now
-            splits = self._splits(self.relu(out))
+            splits = self._splits(norm_relu(self.norm0, self.relu, self.conv(x), book))
             attn = self._attention_weights(splits)
             out = weighted_sum(splits, attn)
-            if book is not None:  # what conv3 or the avd pool saves: rebuilt from the splits
-                book.add(out, _weighted_sum_recipe(splits, rebuilt, attn))
+            rebuild_in_backward(book, out, _weighted_sum_no_grad, splits, attn)
             return out
-
-    def _attend(self, x: torch.Tensor) -> torch.Tensor:
-        splits = self._splits(x)
-        return weighted_sum(splits, self._attention_weights(splits))
 
     def _splits(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, radix * C, H, W)`` -> the splits ``(B, radix, C, H, W)`` (a view)."""
@@ -213,6 +193,7 @@ class SplitAttentionConv2d(nn.Module):
         return x.view(batch, self.radix, self.channels, height, width)
 
     def _attention_weights(self, splits: torch.Tensor) -> torch.Tensor:
+        """The splits ``(B, radix, C, H, W)`` -> one weight each ``(B, radix, C, 1, 1)``."""
         batch = splits.size(0)
         attn = self.attention(splits.sum(dim=1))
         return attn.view(batch, self.radix, self.channels, 1, 1)

@@ -1,0 +1,85 @@
+"""Reading a checkpoint file safely: ``torch.load(weights_only=True)`` with clear refusals.
+
+A file carrying arbitrary pickled objects is refused. The only non-tensor objects allowed are
+those of an mmengine training checkpoint (numpy arrays and scalars, and the ``HistoryBuffer``
+of its ``message_hub``).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mmengine.logging import HistoryBuffer
+
+from .errors import CheckpointNotFoundError, CorruptCheckpointError, UnsafeCheckpointError
+
+
+def _restricted_getattr(obj: Any, name: str) -> Any:
+    # mmengine pickles HistoryBuffer's statistics table as getattr(HistoryBuffer, 'mean'), ...
+    if obj is HistoryBuffer and name in ('min', 'max', 'current', 'mean'):
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(f'getattr({obj!r}, {name!r}) is not allowed')
+
+
+def mmengine_safe_globals() -> list:
+    """Allow-list for mmengine training checkpoints: numpy data and the message hub's buffers."""
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    allowed: list = [HistoryBuffer, np.ndarray, np.dtype, (_restricted_getattr, 'builtins.getattr')]
+    dtypes = getattr(np, 'dtypes', None)
+    if dtypes is not None:
+        allowed += [getattr(dtypes, name) for name in dtypes.__all__]
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):  # numpy 1.x and 2.x files
+        allowed += [(multiarray._reconstruct, f'{module}._reconstruct'),
+                    (multiarray.scalar, f'{module}.scalar')]
+    return allowed
+
+
+def load_checkpoint_file(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
+    """``torch.load`` with ``weights_only=True``, turning failures into errors naming the file.
+
+    Raises:
+        UnsafeCheckpointError: the file pickles objects other than tensors, plain data, numpy
+            data and mmengine's ``HistoryBuffer``.
+        CorruptCheckpointError: truncated, damaged or not a torch file.
+    """
+    path = Path(path)
+    try:
+        with torch.serialization.safe_globals(mmengine_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        detail = _refusal_detail(str(err))
+        if detail is None:
+            raise CorruptCheckpointError(_corrupt_message(path, err)) from None
+        raise UnsafeCheckpointError(
+            f'refusing to load {path}: it holds pickled Python objects beyond tensors and plain '
+            f'data ({detail}). Checkpoints are read with torch.load(weights_only=True) because '
+            'unpickling arbitrary objects can run code. If you trust where the file came from, '
+            're-save just its state dict with torch.save and load that.') from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, AttributeError) as err:
+        if isinstance(err, FileNotFoundError):
+            raise CheckpointNotFoundError(f'checkpoint file {path} does not exist.') from None
+        raise CorruptCheckpointError(_corrupt_message(path, err)) from None
+
+
+def _refusal_detail(message: str) -> str | None:
+    """What the weights-only unpickler refused (a class or call), or None if it did not."""
+    refused = re.search(r'GLOBAL (\S+) was not an allowed global', message)
+    if refused:
+        return refused.group(1)
+    refused = re.search(r'Can only build .*? but got (\S+)|(getattr\(.*?\)) is not allowed',
+                        message)
+    if refused:
+        return refused.group(1) or refused.group(2)
+    return None
+
+
+def _corrupt_message(path: Path, err: Exception) -> str:
+    reason = str(err).split('\n')[0][:200] or type(err).__name__
+    return (f'cannot read checkpoint {path}: the file is truncated, damaged or not a PyTorch '
+            f'checkpoint ({type(err).__name__}: {reason}). Download or convert it again.')
