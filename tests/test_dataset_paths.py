@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from test_tools import _tool_error, test_tool, train_tool
 from tiny import REPO
 
@@ -69,7 +70,7 @@ def test_train_names_the_missing_folder(tmp_path, config, folder, what):
 def test_test_names_the_missing_cityscapes_image_folder(tmp_path):
     data_root = make_layout(tmp_path / 'data', CITYSCAPES, skip='leftImg8bit/val')
     checkpoint = tmp_path / 'model.pth'
-    checkpoint.write_bytes(b'')
+    torch.save({'state_dict': {}}, checkpoint)  # readable: the data folders are checked next
     message = _tool_error(test_tool, [CITYSCAPES, str(checkpoint), *roots(data_root)])
     assert message.startswith('test.py: error: ' + expected(
         'test_dataloader', IMAGES, data_root + 'leftImg8bit/val'))

@@ -194,11 +194,11 @@ def test_missing_image_folder_is_named(tmp_path):
     root = make_coco(tmp_path / 'coco', num_train=1, num_val=1, height=32, width=32)
     shutil.rmtree(root / 'val')
     checkpoint = tmp_path / 'model.pth'
-    checkpoint.write_bytes(b'')
+    torch.save({'state_dict': {}}, checkpoint)  # readable: the data folder is checked next
     message = _tool_error(test_tool, [
         str(FASTER_RCNN), str(checkpoint), '--work-dir', str(tmp_path / 'w'),
         *as_cli(tiny_detection_options(f'{root}/'))])
-    assert f"data_prefix.img folder '{root}/val/' does not exist" in message
+    assert f"image folder (data_prefix.img) '{root}/val/' does not exist" in message
     assert '--cfg-options test_dataloader.dataset.data_root=' in message
     assert '\n' not in message
 
