@@ -23,8 +23,10 @@ shapes_scene = dict(
 # scenes (background, square, circle, triangle) with AdamW, and is saved in the authors'
 # ResNeSt layout (conv1.*, bn1, fc). All three demos load it through
 # init_cfg=dict(type='Pretrained', checkpoint=...), as the real configs load ImageNet weights.
-# The crops' shapes have the detection scenes' pixel size (radius 0.3-0.6 of a 64 px crop).
+# The crops' shapes have the detection scenes' pixel size (radius 0.30-0.45 of a 64 px crop).
+# One iteration of 32 crops takes about 1.9 single-thread CPU seconds on a 2-core AMD EPYC;
+# 60 of them reached 59 % accuracy on held-out crops (too little yet: see the README's Demo).
 shapes_pretrain = dict(
     checkpoint='work_dirs/demo/pretrain/resnest50_shapes.pth',
-    iterations=100, batch_size=32, size=64, lr=2e-3, warmup=10,
+    iterations=60, batch_size=32, size=64, lr=2e-3, warmup=10,
     crops=dict(radius=(0.30, 0.45), contrast=60.0, texture=0.5, background=0.25))
