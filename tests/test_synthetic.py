@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from resnest_mm.datasets import make_ade20k, make_coco, render_split
+from resnest_mm.datasets import make_ade20k, make_coco, render_crops, render_scene, render_split
 from resnest_mm.datasets.synthetic import ADE20K_CLASSES, ADE20K_LABEL_VALUES, ADE20K_SPLITS, SHAPES
 
 SIZE = dict(height=64, width=80)
@@ -79,3 +79,44 @@ def test_ade20k_loads_in_mmseg_and_labels_match_drawings(tmp_path):
             expected[scene.instances == index] = shape.label + 1
         np.testing.assert_array_equal(labels, expected)
         assert set(np.unique(labels)) <= set(range(len(ADE20K_CLASSES)))
+
+
+def _shape_and_background_colours(scene):
+    """Per shape: (its pixels' mean colour, the mean colour of the rest of the image)."""
+    background = scene.image[scene.instances == 0].astype(float).mean(0)
+    return [(scene.image[scene.instances == i].astype(float).mean(0), background)
+            for i in range(1, len(scene.shapes) + 1)]
+
+
+def test_contrast_keeps_every_shape_apart_from_its_background():
+    """On a flat background (texture 0) each shape differs from it by >= contrast; without the
+    lever, some shapes of the same random stream come closer than that."""
+    def gaps(contrast):
+        rng = np.random.default_rng(3)
+        scenes = [render_scene(rng, 48, 48, contrast=contrast, texture=0.0) for _ in range(40)]
+        return [np.abs(shape - back).mean() for scene in scenes
+                for shape, back in _shape_and_background_colours(scene)]
+
+    assert min(gaps(60.0)) >= 60.0 - 1  # colours are whole numbers, the background rounded
+    assert min(gaps(0.0)) < 60.0
+
+
+def test_texture_scales_the_background_and_one_keeps_the_default_scene():
+    flat = render_scene(np.random.default_rng(4), 48, 48, num_shapes=(0, 0), texture=0.0)
+    rough = render_scene(np.random.default_rng(4), 48, 48, num_shapes=(0, 0), texture=1.0)
+    default = render_scene(np.random.default_rng(4), 48, 48, num_shapes=(0, 0))
+    assert flat.image.reshape(-1, 3).std(0).max() < 1.0
+    assert rough.image.reshape(-1, 3).std(0).max() > 5.0
+    np.testing.assert_array_equal(rough.image, default.image)
+
+
+def test_crops_are_labelled_by_their_one_shape_or_background():
+    images, labels = render_crops(7, 64, size=32, texture=0.0, contrast=60.0)
+    again, same_labels = render_crops(7, 64, size=32, texture=0.0, contrast=60.0)
+    np.testing.assert_array_equal(images, again)
+    np.testing.assert_array_equal(labels, same_labels)
+    assert images.shape == (64, 32, 32, 3) and images.dtype == np.uint8
+    assert set(labels.tolist()) == set(range(len(SHAPES) + 1))  # background and each shape
+    spread = images.reshape(64, -1, 3).std(1).max(1)  # flat background: only a shape varies
+    assert (spread[labels == 0] < 1.0).all()
+    assert (spread[labels > 0] > 10.0).all()

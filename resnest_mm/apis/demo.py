@@ -1,61 +1,63 @@
-"""The embedded demo and the learning check behind ``tools/demo.py``.
+"""The embedded demo behind ``tools/demo.py``: three ResNeSt-50 models that learn, on a CPU.
 
-Both train the S-50 demo configs (``configs/demo/``, which inherit the real configs) from
-scratch on the synthetic shapes, evaluate them and save pictures of the predictions.
+The demo configs (``configs/demo/``) inherit the real configs. :func:`run_demo` generates their
+scenes, pretrains the shared S-50 backbone on crops of them (:mod:`.pretrain`), fine-tunes
+Faster R-CNN, Cascade Mask R-CNN and DeepLabV3 from it, evaluates each on the held-out val
+split, draws ground truth next to predictions with the mm visualizers, and prints and saves
+one table against the thresholds of ``DEMOS``.
 """
 
 from __future__ import annotations
 
+import json
 import os.path as osp
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
+import mmcv
 import numpy as np
+from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.utils import ProgressBar
 
 from ..datasets import make_ade20k, make_coco
 from .checkpoint import mmengine_checkpoint_globals
-from .config import check_dataset_paths
-from .runner import build_runner, build_train_config, enable_prediction_pictures, prepare_run
+from .config import check_dataset_paths, codebase_of
+from .pretrain import PretrainResult, pretrain_backbone
+from .runner import build_runner, build_train_config, prepare_run
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / 'configs' / 'demo'
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO / 'configs' / 'demo'
+
+
+@dataclass(frozen=True)
+class Demo:
+    """One demo model: its title, config (in ``CONFIG_DIR``) and thresholds on the val split
+    (``{metric: least value}``, in the evaluator's names and units: COCO AP in [0, 1], mIoU
+    in percent)."""
+
+    title: str
+    config: str
+    thresholds: dict
+
+
 DEMOS = {
-    'faster_rcnn': ('Faster R-CNN S-50', 'faster_rcnn_resnest50_fpn_shapes.py', 'coco'),
-    'cascade_mask_rcnn': (
-        'Cascade Mask R-CNN S-50', 'cascade_mask_rcnn_resnest50_fpn_shapes.py', 'coco'),
-    'deeplabv3': ('DeepLabV3 S-50', 'deeplabv3_resnest50_d8_shapes.py', 'ade20k'),
+    'faster_rcnn': Demo('Faster R-CNN S-50', 'faster_rcnn_resnest50_fpn_shapes.py',
+                        {'coco/bbox_mAP_50': 0.5}),
+    'cascade_mask_rcnn': Demo('Cascade Mask R-CNN S-50',
+                              'cascade_mask_rcnn_resnest50_fpn_shapes.py',
+                              {'coco/bbox_mAP_50': 0.4, 'coco/segm_mAP_50': 0.3}),
+    'deeplabv3': Demo('DeepLabV3 S-50', 'deeplabv3_resnest50_d8_shapes.py', {'mIoU': 50.0}),
 }
-# Which metrics to print, per dataset layout (COCO AP in [0, 1], mmseg's in percent).
-SHOWN_METRICS = {
-    'coco': ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP', 'coco/segm_mAP_50'),
-    'ade20k': ('mIoU', 'mAcc', 'aAcc'),
+DATASETS = {  # codebase: folder under the data root, generator, the config's data section
+    'mmdet': ('shapes_coco', make_coco),
+    'mmseg': ('shapes_ade20k', make_ade20k),
 }
-IMAGE_SIZE = dict(height=128, width=128)  # what the demo configs train and test on
-DATASETS = {  # folder under the data root, generator, images (train, val), seed
-    'coco': ('shapes_coco', make_coco, (16, 8), 0),
-    'ade20k': ('shapes_ade20k', make_ade20k, (16, 8), 0),
-}
-# The learning check: a handful of images with two shapes each, evaluated on themselves.
-CHECK_DATASETS = {
-    'coco': ('shapes_overfit_coco', make_coco, (4, 0), 1),
-    'ade20k': ('shapes_overfit_ade20k', make_ade20k, (4, 0), 1),
-}
-CHECKS = {  # model: iterations, batch size, metric, threshold (in the metric's own unit)
-    'faster_rcnn': (150, 2, 'coco/bbox_mAP_50', 0.9),
-    'deeplabv3': (80, 2, 'mIoU', 70.0),
-}
-# Overfitting from scratch needs a faster optimiser than the recipe's: DeepLabV3 with SGD
-# (lr 0.01, poly) reached only 28 mIoU after 80 iterations here, mostly background.
-CHECK_OPTIONS = {
-    'deeplabv3': {
-        'optim_wrapper.optimizer': dict(_delete_=True, type='AdamW', lr=1e-3, weight_decay=0.0),
-        'param_scheduler': [
-            dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=10)],
-    },
-}
+PICTURES_PER_MODEL = 3
+SCORE_THR = 0.3  # boxes drawn in the pictures (the evaluation uses every box)
 
 
 class ProgressHook(Hook):
@@ -64,173 +66,277 @@ class ProgressHook(Hook):
     priority = 'VERY_LOW'
 
     def before_train(self, runner) -> None:
+        print('  training', flush=True)
         self._bar = ProgressBar(runner.max_iters - runner.iter)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         self._bar.update()
 
     def before_test(self, runner) -> None:
-        print('\n  evaluating', flush=True)
+        print('\n  evaluating on the val split', flush=True)
         self._bar = ProgressBar(len(runner.test_dataloader.dataset))
 
     def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
         for _ in outputs or ():
             self._bar.update()
 
+    def after_test(self, runner) -> None:
+        print(flush=True)
+
+
+class GroundTruthAndPredictionHook(Hook):
+    """Draw the first ``count`` test images with the runner's visualizer: ground truth (left)
+    next to the prediction (right), one PNG each under ``out_dir``."""
+
+    def __init__(self, out_dir: str, count: int = PICTURES_PER_MODEL,
+                 score_thr: float = SCORE_THR) -> None:
+        self.out_dir, self.count, self.score_thr = out_dir, count, score_thr
+        self.files: list[str] = []
+
+    def after_test_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        for sample in outputs or ():
+            if len(self.files) >= self.count:
+                return
+            image = mmcv.imread(sample.img_path, channel_order='rgb')
+            out_file = osp.join(self.out_dir, Path(sample.img_path).stem + '.png')
+            extra = {'pred_score_thr': self.score_thr} if 'pred_instances' in sample else {}
+            runner.visualizer.add_datasample(
+                Path(sample.img_path).stem, image, data_sample=sample, draw_gt=True,
+                draw_pred=True, out_file=out_file, **extra)
+            self.files.append(out_file)
+
 
 @dataclass
 class DemoResult:
-    """What one demo run produced."""
+    """What one demo model produced."""
 
+    name: str
     title: str
     metrics: dict
-    pictures: str
+    thresholds: dict
+    iterations: int
     seconds: float
-    shown: tuple = field(default_factory=tuple)
+    checkpoint: str
+    config: str
+    images: str
+    pictures: list[str] = field(default_factory=list)
+
+    @property
+    def met(self) -> dict:
+        """``{metric: value >= threshold}``; a metric the evaluator did not return is not met."""
+        return {k: self.metrics.get(k, -1.0) >= v for k, v in self.thresholds.items()}
 
 
-def ensure_dataset(data_root: str | Path, layout: str, check: bool = False) -> str:
-    """Generate the synthetic dataset of a layout under ``data_root`` when it is absent."""
-    folder, make, (num_train, num_val), seed = (CHECK_DATASETS if check else DATASETS)[layout]
+# ----------------------------------------------------------------------------- data
+
+def ensure_dataset(data_root: str | Path, codebase: str, scene: dict) -> str:
+    """Generate the scenes of ``scene`` (``shapes_scene`` of the configs) in the layout of
+    ``codebase`` under ``data_root`` unless the same settings are already there."""
+    folder, make = DATASETS[codebase]
     root = Path(data_root) / folder
-    if not (root / '.complete').exists():
-        print(f'Generating {root} ...', flush=True)
-        shapes = (2, 2) if check else (1, 3)
-        make(root, num_train=num_train, num_val=num_val, seed=seed, num_shapes=shapes,
-             **IMAGE_SIZE)
-        (root / '.complete').touch()
+    settings = json.dumps(scene, sort_keys=True)
+    marker = root / '.complete'
+    if not marker.exists() or marker.read_text() != settings:
+        shutil.rmtree(root, ignore_errors=True)
+        options = dict(scene)
+        num_train, num_val = options.pop('num_train'), options.pop('num_val')
+        print(f'Generating {num_train} + {num_val} scenes in {root}', flush=True)
+        bar = ProgressBar(num_train + num_val)
+        make(root, num_train=num_train, num_val=num_val, progress=bar.update, **options)
+        print(flush=True)
+        marker.write_text(settings)
     return str(root) + '/'
 
 
-def _data_options(layout: str, root: str, check: bool) -> dict:
-    """cfg-options pointing all splits at ``root`` (the train split for the check)."""
-    if layout == 'coco':
-        split = 'train' if check else 'val'
-        options = {'train_dataloader.dataset.data_root': root}
-        for loader in ('val_dataloader', 'test_dataloader'):
-            options.update({
-                f'{loader}.dataset.data_root': root,
-                f'{loader}.dataset.ann_file': f'annotations/instances_{split}.json',
-                f'{loader}.dataset.data_prefix.img': f'{split}/'})
+def _data_options(codebase: str, root: str) -> dict:
+    """cfg-options pointing every split of a demo config at the dataset under ``root``."""
+    options = {f'{loader}.dataset.data_root': root
+               for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader')}
+    if codebase == 'mmdet':
         for evaluator in ('val_evaluator', 'test_evaluator'):
-            options[f'{evaluator}.ann_file'] = f'{root}annotations/instances_{split}.json'
-        return options
-    split = 'training' if check else 'validation'
-    options = {'train_dataloader.dataset.data_root': root}
-    for loader in ('val_dataloader', 'test_dataloader'):
-        options.update({
-            f'{loader}.dataset.data_root': root,
-            f'{loader}.dataset.data_prefix.img_path': f'images/{split}',
-            f'{loader}.dataset.data_prefix.seg_map_path': f'annotations/{split}'})
+            options[f'{evaluator}.ann_file'] = f'{root}annotations/instances_val.json'
     return options
 
 
-def train_and_test(
-    name: str, work_dir: str, data_root: str, check: bool = False,
-    cfg_options: dict | None = None,
-) -> DemoResult:
-    """Train one demo model, then evaluate it and draw its predictions.
+def _scene_settings(cfg: Config) -> dict:
+    scene = cfg.shapes_scene.to_dict()
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in scene.items()}
 
-    Args:
-        name: a key of ``DEMOS``.
-        work_dir: the parent work dir; this run uses ``<work_dir>/<name>``.
-        data_root: where the datasets are (generated when absent).
-        check: use the learning-check dataset and evaluate on the training images.
-        cfg_options: further overrides.
-    """
-    title, config, layout = DEMOS[name]
-    root = ensure_dataset(data_root, layout, check)
-    options = _data_options(layout, root, check)
-    options.update({'log_level': 'WARNING'})
-    options.update(cfg_options or {})
-    run_dir = osp.abspath(osp.join(work_dir, name))
-    cfg = build_train_config(CONFIG_DIR / config, work_dir=run_dir, cfg_options=options)
-    pictures = osp.join(run_dir, 'predictions')
-    enable_prediction_pictures(cfg, pictures)
-    # No validation while training: the test split (the validation images) is evaluated after.
+
+# ----------------------------------------------------------------------------- runs
+
+def demo_config(name: str, work_dir: str, data_root: str, cfg_options: dict | None = None
+                ) -> Config:
+    """The training config of demo ``name``: its data under ``data_root``, its run under
+    ``<work_dir>/<name>``, the pretrained backbone from ``<work_dir>/pretrain/``."""
+    path = CONFIG_DIR / DEMOS[name].config
+    cfg = build_train_config(path, cfg_options=cfg_options)
+    codebase = codebase_of(cfg)
+    root = str(Path(data_root) / DATASETS[codebase][0]) + '/'
+    checkpoint = osp.join(osp.abspath(work_dir), 'pretrain', Path(
+        cfg.shapes_pretrain.checkpoint).name)
+    options = {**_data_options(codebase, root), 'log_level': 'WARNING',
+               'model.backbone.init_cfg.checkpoint': checkpoint,
+               'shapes_pretrain.checkpoint': checkpoint, **(cfg_options or {})}
+    cfg = build_train_config(path, work_dir=osp.abspath(osp.join(work_dir, name)),
+                             cfg_options=options)
+    # No validation while training: the val split is evaluated once, after training.
     cfg.update(val_dataloader=None, val_cfg=None, val_evaluator=None)
+    return cfg
+
+
+def pretrain(cfg: Config) -> PretrainResult:
+    """The shared backbone pretraining of a demo config (its ``shapes_pretrain``)."""
+    settings = cfg.shapes_pretrain.to_dict()
+    preprocessor = cfg.model.data_preprocessor
+    print(f'\nPretraining the S-50 backbone on {settings["iterations"]} x '
+          f'{settings["batch_size"]} generated crops -> {settings["checkpoint"]}', flush=True)
+    return pretrain_backbone(
+        settings['checkpoint'], cfg.model.backbone.to_dict(), mean=preprocessor.mean,
+        std=preprocessor.std, iterations=settings['iterations'],
+        batch_size=settings['batch_size'], size=settings['size'], lr=settings['lr'],
+        warmup=settings['warmup'], seed=cfg.shapes_scene.seed,
+        render_kwargs=settings.get('crops'))
+
+
+def train_and_test(name: str, cfg: Config) -> DemoResult:
+    """Train demo ``name`` with ``cfg`` (from :func:`demo_config`), evaluate it on the val
+    split and draw ground truth next to predictions for a few val images."""
+    demo = DEMOS[name]
     prepare_run(cfg, 'train')
     check_dataset_paths(cfg, 'test')
     start = time.perf_counter()
-    print(f'\n{title}: training {cfg.train_cfg.max_iters} iterations from scratch '
-          f'({run_dir})', flush=True)
+    iterations = cfg.train_cfg.max_iters
+    print(f'\n{demo.title}: {iterations} iterations from the pretrained backbone '
+          f'({cfg.work_dir})', flush=True)
     runner = build_runner(cfg)
+    pictures = GroundTruthAndPredictionHook(osp.join(cfg.work_dir, 'predictions'))
     runner.register_hook(ProgressHook())
+    runner.register_hook(pictures)
     with mmengine_checkpoint_globals():
         runner.train()
         metrics = runner.test()
-    return DemoResult(title, metrics, pictures, time.perf_counter() - start,
-                      SHOWN_METRICS[layout])
+    checkpoint = osp.join(cfg.work_dir, f'iter_{iterations}.pth')
+    config = osp.join(cfg.work_dir, demo.config)  # as trained: the Runner dumps it there
+    metrics = {k: float(v) for k, v in metrics.items()}  # mmseg's are numpy scalars
+    return DemoResult(name, demo.title, metrics, demo.thresholds, iterations,
+                      time.perf_counter() - start, checkpoint, config, _test_images(cfg),
+                      pictures.files)
 
 
-def _print_result(result: DemoResult) -> None:
-    shown = ', '.join(f'{k} {result.metrics[k]:.3f}' for k in result.shown
-                      if k in result.metrics)
-    # mmdet returns no metrics when no box scored above the test threshold (early training)
-    shown = shown or 'no predictions above the score threshold yet (train longer)'
-    print(f'  {result.title} ({result.seconds:.0f} s): {shown}')
-    print(f'    pictures: {result.pictures}')
+# ----------------------------------------------------------------------------- report
+
+def summary(results: list[DemoResult], total_seconds: float) -> dict:
+    """The content of ``summary.json`` (metric names are the evaluators' own)."""
+    return {
+        'models': {r.name: {'metrics': {k: r.metrics.get(k) for k in r.thresholds},
+                            'seconds': round(r.seconds, 1), 'iterations': r.iterations}
+                   for r in results},
+        'total_seconds': round(total_seconds, 1),
+    }
 
 
-def save_overview(results: list[DemoResult], path: str, per_model: int = 2,
-                  height: int = 160) -> str:
-    """Tile the first ``per_model`` prediction pictures of each result, one row per model.
+def format_table(results: list[DemoResult], pretrained: PretrainResult | None = None) -> str:
+    """One row per model and metric: iterations, seconds, value, threshold, met."""
+    header = ('model', 'iterations', 'seconds', 'metric', 'value', 'threshold', 'met')
+    rows = []
+    if pretrained is not None:
+        rows.append(('S-50 pretraining (crops)', str(pretrained.iterations),
+                     f'{pretrained.seconds:.0f}', 'accuracy', f'{pretrained.accuracy:.3f}',
+                     '-', '-'))
+    for r in results:
+        for metric, threshold in r.thresholds.items():
+            value = r.metrics.get(metric)
+            rows.append((r.title, str(r.iterations), f'{r.seconds:.0f}', metric,
+                         'none' if value is None else f'{value:.3f}', f'{threshold:g}',
+                         'yes' if r.met[metric] else 'NO'))
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
 
-    Each picture is the visualizer's ground truth (left) next to the prediction (right).
-    """
+    def line(row: tuple) -> str:
+        return '  '.join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
+    return '\n'.join([line(header), line(tuple('-' * w for w in widths)), *map(line, rows)])
+
+
+def save_overview(results: list[DemoResult], path: str, height: int = 200
+                  ) -> str | None:
+    """Tile each model's pictures (ground truth | prediction), one row per model."""
     rows = []
     for result in results:
-        files = sorted(p for p in Path(result.pictures).rglob('*')
-                       if p.suffix.lower() in ('.png', '.jpg'))[:per_model]
-        tiles = [cv2.imread(str(f)) for f in files]
-        tiles = [cv2.resize(t, (round(t.shape[1] * height / t.shape[0]), height)) for t in tiles]
+        tiles = [cv2.imread(f) for f in result.pictures]
+        tiles = [cv2.resize(t, (round(t.shape[1] * height / t.shape[0]), height))
+                 for t in tiles if t is not None]
         if not tiles:
             continue
-        row = np.concatenate(tiles, axis=1)
-        banner = np.full((24, row.shape[1], 3), 255, np.uint8)
-        cv2.putText(banner, f'{result.title}: ground truth | prediction', (4, 17),
-                    cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        gap = np.full((height, 8, 3), 255, np.uint8)
+        row = np.concatenate([x for t in tiles for x in (t, gap)][:-1], axis=1)
+        banner = np.full((26, row.shape[1], 3), 255, np.uint8)
+        cv2.putText(banner, f'{result.title}: ground truth | prediction (held-out images)',
+                    (4, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
         rows.append(np.concatenate([banner, row], axis=0))
+    if not rows:
+        return None
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 0), (0, width - r.shape[1]), (0, 0)), constant_values=255)
             for r in rows]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(path, np.concatenate(rows, axis=0))
     return path
 
 
-def run_demo(work_dir: str, data_root: str, names: list[str]) -> list[DemoResult]:
-    """Run the demo models ``names`` (keys of ``DEMOS``); print and return their results."""
-    results = [train_and_test(name, work_dir, data_root) for name in names]
-    print('\nResults on the generated validation images (short runs from scratch):')
-    for result in results:
-        _print_result(result)
-    overview = save_overview(results, osp.join(osp.abspath(work_dir), 'overview.png'))
-    print(f'  overview of the pictures: {overview}')
-    return results
+def _relative(path: str) -> str:
+    try:
+        return osp.relpath(path)
+    except ValueError:
+        return path
 
 
-def run_learning_check(work_dir: str, data_root: str, names: list[str] | None = None) -> bool:
-    """Overfit a handful of images with Faster R-CNN and DeepLabV3; print and return pass/fail.
+def infer_commands(results: list[DemoResult], work_dir: str) -> list[str]:
+    """``tools/infer.py`` command lines for each demo checkpoint on its val images."""
+    return [f'python tools/infer.py {_relative(r.images)} {_relative(r.config)} '
+            f'{_relative(r.checkpoint)} --out-dir {_relative(osp.join(work_dir, "infer", r.name))}'
+            for r in results]
+
+
+def _test_images(cfg: Config) -> str:
+    """The folder of the test split's images."""
+    dataset = cfg.test_dataloader.dataset
+    prefix = dataset.data_prefix
+    return osp.join(dataset.data_root, prefix.get('img') or prefix.get('img_path'))
+
+
+def run_demo(work_dir: str, data_root: str, names: list[str] | None = None,
+             cfg_options: dict[str, dict] | None = None) -> dict:
+    """Run the demo models ``names`` (keys of ``DEMOS``, default all); print the table, write
+    ``<work_dir>/summary.json`` and ``<work_dir>/overview.png``; return the summary.
 
     Args:
-        work_dir, data_root: as :func:`run_demo`.
-        names: which of ``CHECKS`` to run (default all).
+        work_dir: runs, logs, checkpoints and pictures.
+        data_root: where the scenes are generated (when absent or of other settings).
+        names: which models.
+        cfg_options: per model name, further config overrides (the tests shrink the models).
     """
-    passed = True
-    results = []
-    for name in names or list(CHECKS):
-        iters, batch_size, metric, threshold = CHECKS[name]
-        options = {
-            'train_cfg.max_iters': iters, 'train_cfg.val_interval': iters,
-            'default_hooks.checkpoint.interval': iters,
-            'train_dataloader.batch_size': batch_size, **CHECK_OPTIONS.get(name, {})}
-        result = train_and_test(name, osp.join(work_dir, 'check'), data_root, True, options)
-        ok = result.metrics[metric] >= threshold
-        passed &= ok
-        results.append((result, metric, threshold, ok))
-    print('\nLearning check (from scratch, evaluated on the training images):')
-    for result, metric, threshold, ok in results:
-        _print_result(result)
-        print(f'    {metric} {result.metrics[metric]:.3f} >= {threshold}: '
-              f'{"PASS" if ok else "FAIL"}')
-    return passed
+    start = time.perf_counter()
+    names = names or list(DEMOS)
+    cfgs = {name: demo_config(name, work_dir, data_root, (cfg_options or {}).get(name))
+            for name in names}
+    for codebase in sorted({codebase_of(cfg) for cfg in cfgs.values()}):
+        ensure_dataset(data_root, codebase, _scene_settings(
+            next(c for c in cfgs.values() if codebase_of(c) == codebase)))
+    pretrained = pretrain(cfgs[names[0]])
+    print(f'  held-out crop accuracy {pretrained.accuracy:.3f} ({pretrained.seconds:.0f} s)')
+    results = [train_and_test(name, cfg) for name, cfg in cfgs.items()]
+    overview = save_overview(results, osp.join(work_dir, 'overview.png'))
+    total = time.perf_counter() - start
+    report = summary(results, total)
+    Path(work_dir, 'summary.json').write_text(json.dumps(report, indent=2) + '\n')
+    print('\nResults on the held-out val split (images never seen in training):\n')
+    print(format_table(results, pretrained))
+    met = all(all(r.met.values()) for r in results)
+    print(f'\nAll thresholds met: {"yes" if met else "NO"}. Total {total:.0f} s. '
+          f'Summary: {_relative(osp.join(work_dir, "summary.json"))}; pictures (ground truth | '
+          f'prediction): {_relative(overview)}')
+    print('\nDraw predictions of these checkpoints on any images:')
+    for command in infer_commands(results, work_dir):
+        print(f'  {command}')
+    return report

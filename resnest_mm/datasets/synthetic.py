@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,8 +72,12 @@ class Scene:
     instances: np.ndarray
 
 
-def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A smooth random background: a base colour, two sinusoidal gratings and pixel noise."""
+def _texture(rng: np.random.Generator, height: int, width: int, strength: float = 1.0
+             ) -> np.ndarray:
+    """A smooth random background: a base colour, two sinusoidal gratings and pixel noise.
+
+    ``strength`` scales the gratings' and the noise's amplitude (the random draws stay the same).
+    """
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     image = np.empty((height, width, 3), np.float32)
     image[:] = rng.uniform(60, 190, size=3)
@@ -80,9 +85,19 @@ def _texture(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
         angle = rng.uniform(0, math.pi)
         period = rng.uniform(8, 40)
         phase = (xs * math.cos(angle) + ys * math.sin(angle)) * 2 * math.pi / period
-        image += np.sin(phase)[..., None] * rng.uniform(5, 25, size=3)
-    image += rng.normal(0, 6, size=image.shape)
+        image += np.sin(phase)[..., None] * rng.uniform(5, 25, size=3) * strength
+    image += rng.normal(0, 6, size=image.shape) * strength
     return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def _colour(rng: np.random.Generator, background: np.ndarray, contrast: float) -> tuple:
+    """A random BGR colour whose mean absolute difference from ``background`` (the mean colour
+    under the shape) is at least ``contrast`` (redrawn up to 100 times; 0 accepts the first)."""
+    for _ in range(100):
+        colour = rng.integers(0, 256, size=3)
+        if np.abs(colour - background).mean() >= contrast:
+            break
+    return tuple(int(c) for c in colour)
 
 
 def _polygon(rng: np.random.Generator, label: int, cx: float, cy: float, r: float) -> np.ndarray:
@@ -103,6 +118,8 @@ def render_scene(
     width: int = 192,
     num_shapes: tuple[int, int] = (1, 3),
     radius: tuple[float, float] = (0.12, 0.25),
+    contrast: float = 0.0,
+    texture: float = 1.0,
 ) -> Scene:
     """Draw one scene.
 
@@ -111,8 +128,11 @@ def render_scene(
         height, width: image size in pixels.
         num_shapes: inclusive range of the number of shapes.
         radius: range of circumradii as fractions of ``min(height, width)``.
+        contrast: least mean absolute BGR difference (0-255) between a shape's colour and the
+            mean background under it; 0 lets a shape match its background.
+        texture: amplitude of the background's gratings and noise (1 the default texture).
     """
-    image = _texture(rng, height, width)
+    image = _texture(rng, height, width, texture)
     instances = np.zeros((height, width), np.int32)
     shapes: list[Shape] = []
     side = min(height, width)
@@ -127,13 +147,36 @@ def render_scene(
         if any(math.hypot(cx - x, cy - y) < r + pr + 2 for x, y, pr in placed):
             continue
         polygon = _polygon(rng, label, cx, cy, r)
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
         points = np.round(polygon).astype(np.int32)
+        under = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(under, [points], 1)
+        colour = _colour(rng, image[under > 0].mean(0) if under.any() else image.mean((0, 1)),
+                         contrast)
         cv2.fillPoly(image, [points], colour)
         cv2.fillPoly(instances, [points], len(shapes) + 1)
         shapes.append(Shape(label, np.round(polygon).astype(np.float32)))
         placed.append((cx, cy, r))
     return Scene(image, shapes, instances)
+
+
+def render_crops(
+    seed: int, count: int, size: int = 64, background: float = 0.25, **render_kwargs,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Classification crops: each one shape (or, with probability ``background``, none).
+
+    Returns ``(images, labels)``: ``(count, size, size, 3)`` uint8 BGR and ``(count,)`` int64,
+    label 0 for an empty background and ``1 + index into SHAPES`` for a shape. The same seed
+    gives the same crops. ``render_kwargs`` go to :func:`render_scene` (``radius``, ...).
+    """
+    rng = np.random.default_rng([seed, len(COCO_SPLITS)])
+    images = np.empty((count, size, size, 3), np.uint8)
+    labels = np.zeros(count, np.int64)
+    for i in range(count):
+        shapes = (0, 0) if rng.random() < background else (1, 1)
+        scene = render_scene(rng, size, size, num_shapes=shapes, **render_kwargs)
+        images[i] = scene.image
+        labels[i] = scene.shapes[0].label + 1 if scene.shapes else 0
+    return images, labels
 
 
 def render_split(seed: int, count: int, split_index: int, **render_kwargs) -> list[Scene]:
@@ -172,7 +215,8 @@ def coco_annotations(scenes: list[Scene], file_names: list[str]) -> dict:
 
 
 def make_coco(
-    root: str | Path, num_train: int = 16, num_val: int = 8, seed: int = 0, **render_kwargs,
+    root: str | Path, num_train: int = 16, num_val: int = 8, seed: int = 0,
+    progress: Callable[[], None] | None = None, **render_kwargs,
 ) -> Path:
     """Write a COCO-layout dataset under ``root`` (see the module docstring); returns ``root``.
 
@@ -180,6 +224,7 @@ def make_coco(
         root: output folder, created if needed.
         num_train, num_val: images in the ``train`` and ``val`` splits.
         seed: the same seed writes the same files.
+        progress: called once per image written (e.g. a ProgressBar's ``update``).
         render_kwargs: passed to :func:`render_scene` (``height``, ``width``, ...).
     """
     root = Path(root)
@@ -189,6 +234,8 @@ def make_coco(
         names = [f'{i:06d}.jpg' for i in range(count)]
         for scene, name in zip(scenes, names, strict=True):
             _write_image(root / split / name, scene.image)
+            if progress is not None:
+                progress()
         ann_file = root / 'annotations' / f'instances_{split}.json'
         ann_file.parent.mkdir(parents=True, exist_ok=True)
         ann_file.write_text(json.dumps(coco_annotations(scenes, names)))
@@ -204,7 +251,8 @@ def ade20k_label_map(scene: Scene) -> np.ndarray:
 
 
 def make_ade20k(
-    root: str | Path, num_train: int = 16, num_val: int = 8, seed: int = 0, **render_kwargs,
+    root: str | Path, num_train: int = 16, num_val: int = 8, seed: int = 0,
+    progress: Callable[[], None] | None = None, **render_kwargs,
 ) -> Path:
     """Write an ADE20K-layout dataset under ``root`` (see the module docstring); returns ``root``.
 
@@ -219,5 +267,7 @@ def make_ade20k(
             label_path.parent.mkdir(parents=True, exist_ok=True)
             if not cv2.imwrite(str(label_path), ade20k_label_map(scene)):
                 raise OSError(f'could not write {label_path}')
+            if progress is not None:
+                progress()
     return root
 
