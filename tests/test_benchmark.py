@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import time
 from pathlib import Path
 
@@ -121,9 +122,24 @@ def test_ratios_show_a_slower_and_larger_backbone(monkeypatch):
     assert result['ratios']['train_peak_memory'] > 1.0
 
 
+def test_cpu_amp_run_records_the_dtype_the_isa_and_onednn():
+    cfg = benchmark.BenchmarkConfig(**dict(TINY, amp=True, memory_format='channels_last',
+                                           reference='none'))
+    result = benchmark.run_benchmark(cfg)
+    assert result['config']['amp_dtype'] == 'bfloat16'
+    parity = result['parity']  # under the same autocast ours equals mmdet's
+    assert parity['eval_max_abs_diff'] == parity['train_max_abs_diff'] == 0
+    machine = result['machine']
+    assert machine['isa']['capability'] == torch.backends.cpu.get_cpu_capability()
+    assert re.fullmatch(r'\d+\.\d+\.\d+', machine['onednn'])  # e.g. 3.12.0
+    table = benchmark.format_table(result)
+    assert f"({machine['isa']['capability']}, AVX512-BF16" in table
+
+
 @pytest.mark.parametrize(('changes', 'option', 'value'), [
     (dict(device='tpu'), '--device', "'tpu'"),
-    (dict(amp=True), '--amp', 'True'),
+    (dict(amp=True, amp_dtype='float16'), '--amp-dtype', "'float16'"),
+    (dict(amp=True, amp_dtype='fp8'), '--amp-dtype', "'fp8'"),
     (dict(memory_format='nhwc'), '--memory-format', "'nhwc'"),
     (dict(depth=18), '--depth', '18'),
     (dict(depth=200), '--reference', "'ResNetV1d'"),

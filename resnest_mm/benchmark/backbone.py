@@ -8,13 +8,13 @@ backward) of the three interleaved in one process, and measures the memory of ea
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict
 
 import torch
 from torch import nn
 
 from ..models import ResNeSt
+from ..precision import autocast, warn_if_bf16_is_slow
 from .analysis import count_flops, count_params, published_comparison, ratios
 from .machine import machine_info
 from .memory import allocated_bytes, cpu_span_allocations, peak_memory_bytes
@@ -26,6 +26,7 @@ from .settings import (
     REFERENCE,
     SHALLOW_STAGE_BLOCKS,
     BenchmarkConfig,
+    RunSettings,
     validate_config,
 )
 from .timing import time_interleaved
@@ -62,10 +63,8 @@ def build_backbones(cfg: BenchmarkConfig) -> dict[str, nn.Module]:
     return models
 
 
-def _autocast(cfg: BenchmarkConfig):
-    if cfg.amp:
-        return torch.autocast('cuda', dtype=torch.float16)
-    return nullcontext()
+def _autocast(cfg: RunSettings):
+    return autocast(cfg.device, cfg.amp, cfg.amp_dtype)
 
 
 def _loss(outputs) -> torch.Tensor:
@@ -181,6 +180,8 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     validate_config(cfg)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    if cfg.amp and cfg.device == 'cpu':
+        warn_if_bf16_is_slow()
     models = build_backbones(cfg)
     image = _prepare(models, cfg)
     parity = compare_outputs(models, image, cfg)

@@ -6,13 +6,14 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..precision import autocast as amp_autocast
+from ..precision import cast_ops_to_fp32, warn_if_bf16_is_slow
 from .analysis import count_params, ratios
 from .machine import machine_info
 from .memory import peak_memory_bytes
@@ -126,7 +127,8 @@ def _detector_steps(model: nn.Module, batch: dict, cfg: DetectorBenchmarkConfig)
     data = model.data_preprocessor(copy.deepcopy(batch), training=True)
     inputs = data['inputs'].to(memory_format=fmt)
     samples = data['data_samples']
-    autocast = (lambda: torch.autocast('cuda', dtype=torch.float16)) if cfg.amp else nullcontext
+    def autocast():
+        return amp_autocast(cfg.device, cfg.amp, cfg.amp_dtype)
 
     def train():
         model.train()
@@ -155,6 +157,9 @@ def run_detector_benchmark(cfg: DetectorBenchmarkConfig) -> dict:
     validate_detector_config(cfg)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    if cfg.amp and cfg.device == 'cpu':
+        cast_ops_to_fp32()  # RoIAlign and NMS have no bf16 CPU kernel
+        warn_if_bf16_is_slow()
     models = build_detectors(cfg)
     fmt = MEMORY_FORMATS[cfg.memory_format]
     steps: dict[str, Callable[[], object]] = {}

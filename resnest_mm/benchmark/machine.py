@@ -8,11 +8,14 @@ from pathlib import Path
 
 import torch
 
+from ..precision import cpu_isa, onednn_version
+
 
 def machine_info(device: str) -> dict:
-    """CPU model, cores, load, torch version and threads (and the GPU name on CUDA)."""
-    info = dict(cpu=cpu_model(), cores=os.cpu_count(), torch=torch.__version__,
-                threads=torch.get_num_threads(), python=platform.python_version())
+    """CPU model and ISA, cores, load, torch and oneDNN versions, threads (GPU name on CUDA)."""
+    info = dict(cpu=cpu_model(), isa=cpu_isa(), cores=os.cpu_count(), torch=torch.__version__,
+                onednn=onednn_version(), threads=torch.get_num_threads(),
+                python=platform.python_version())
     if hasattr(os, 'getloadavg'):
         info['load_average'] = [round(x, 2) for x in os.getloadavg()]
     if device == 'cuda':

@@ -46,6 +46,12 @@ def format_table(result: dict) -> str:
                 f"{published['ours_with_fc_gmacs_at_flops_size']:.2f} "
                 f"(published S-50 {published['resnest50_with_fc_gmacs_224']})"
                 + ('' if published['comparable'] else '  [settings differ from S-50]'))
+    machine = result['machine']
+    isa = machine.get('isa', {})
+    lines.append(f"machine: {machine['cpu']} ({isa.get('capability')}, AVX512-BF16 "
+                 f"{isa.get('avx512_bf16')}, AMX {isa.get('amx')}), torch {machine['torch']}, "
+                 f"oneDNN {machine.get('onednn')}, {machine['threads']} threads"
+                 + (f", GPU {machine['gpu']}" if 'gpu' in machine else ''))
     parity = result['parity']
     lines.append('outputs equal before timing: ' + ', '.join(
         f'{k}={v:.3g}' for k, v in parity.items() if isinstance(v, float)))
@@ -86,7 +92,8 @@ def draw_chart(result: dict, path: str | Path) -> Path:
         ax.set_xticks(range(len(names)), [n.replace('.', '.\n', 1) for n in names], fontsize=8)
     c = result['config']
     fig.suptitle(f"{result['kind']}: batch {c['batch']}, {c['size'][0]}x{c['size'][1]}, "
-                 f"{c['device']}{' AMP' if c['amp'] else ' fp32'}, {c['memory_format']}, "
+                 f"{c['device']} {('AMP ' + str(c.get('amp_dtype'))) if c['amp'] else 'fp32'}, "
+                 f"{c['memory_format']}, "
                  f"{result['machine']['threads']} threads")
     fig.tight_layout()
     path = Path(path)

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
+from ..precision import AMP_DTYPES
+from ..precision.autocast import DEFAULT_AMP_DTYPE
+
 MEMORY_FORMATS = {'contiguous': torch.contiguous_format, 'channels_last': torch.channels_last}
 REFERENCES = ('ResNetV1d', 'ResNet', 'none')
 MMDET_RESNEST_DEPTHS = (50, 101, 152, 200)
@@ -25,7 +28,8 @@ class RunSettings:
         batch: Images per batch.
         size: Input height and width.
         device: ``'cpu'`` or ``'cuda'``.
-        amp: float16 autocast (CUDA only); fp32 otherwise.
+        amp: autocast: float16 on CUDA, bfloat16 on the CPU (``amp_dtype`` overrides).
+        amp_dtype: ``'float16'`` or ``'bfloat16'`` (CUDA); None: the device's default.
         memory_format: ``'contiguous'`` or ``'channels_last'`` (inputs and weights).
         threads: ``torch.set_num_threads`` value; None leaves it as it is.
         repeats: Timed repeats of each measurement (median and spread are reported).
@@ -37,6 +41,7 @@ class RunSettings:
     size: tuple[int, int] = (512, 512)
     device: str = 'cpu'
     amp: bool = False
+    amp_dtype: str | None = None
     memory_format: str = 'contiguous'
     threads: int | None = 2
     repeats: int = 5
@@ -78,15 +83,18 @@ def invalid(option: str, value, allowed: str) -> ValueError:
 
 
 def validate_run_settings(cfg: RunSettings) -> None:
-    """Raise ``ValueError`` naming the option, its value and what is allowed."""
+    """Raise ``ValueError`` naming the option, its value and what is allowed; then set
+    ``amp_dtype`` to the dtype the run uses under ``amp`` (recorded with the results)."""
     if cfg.device not in ('cpu', 'cuda'):
         raise invalid('device', cfg.device, "allowed: 'cpu', 'cuda'")
     if cfg.device == 'cuda' and not torch.cuda.is_available():
         raise invalid('device', cfg.device,
                       'CUDA is not available here (torch.cuda.is_available() is False); use cpu')
-    if cfg.amp and cfg.device != 'cuda':
-        raise invalid('amp', cfg.amp, 'AMP (float16 autocast) is measured on --device cuda only; '
-                      'the CPU runs fp32')
+    if cfg.amp_dtype is not None:
+        allowed = ['bfloat16'] if cfg.device == 'cpu' else list(AMP_DTYPES)
+        if cfg.amp_dtype not in allowed:
+            raise invalid('amp_dtype', cfg.amp_dtype,
+                          f'allowed on {cfg.device}: {", ".join(allowed)}')
     if cfg.memory_format not in MEMORY_FORMATS:
         raise invalid('memory_format', cfg.memory_format, f'allowed: {", ".join(MEMORY_FORMATS)}')
     positive = dict(batch=cfg.batch, repeats=cfg.repeats)
@@ -99,6 +107,8 @@ def validate_run_settings(cfg: RunSettings) -> None:
         raise invalid('warmup', cfg.warmup, 'allowed: an integer >= 0')
     if len(cfg.size) != 2 or min(cfg.size) < 32:
         raise invalid('size', cfg.size, 'allowed: height and width of at least 32 pixels')
+    if cfg.amp and cfg.amp_dtype is None:
+        cfg.amp_dtype = DEFAULT_AMP_DTYPE[cfg.device]
 
 
 def validate_config(cfg: BenchmarkConfig) -> None:
