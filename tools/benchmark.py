@@ -4,6 +4,7 @@ Examples:
     python tools/benchmark.py                       # S-50, batch 2, 512x512, CPU, 2 threads
     python tools/benchmark.py --device cuda --amp --memory-format channels_last --batch 32 \
         --size 224
+    python tools/benchmark.py --amp --channels-last # CPU: bf16 autocast, channels_last
     python tools/benchmark.py --detector            # one Faster R-CNN iteration, ours vs mmdet
 
 Prints a table and writes ``<out-dir>/<name>.json`` and ``<out-dir>/<name>.png``.
@@ -26,9 +27,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--size', type=int, nargs='+', default=[512],
                         help='input size: one value (square) or height width')
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
-    parser.add_argument('--amp', action='store_true', help='float16 autocast (CUDA only)')
+    parser.add_argument('--amp', action='store_true',
+                        help='autocast: float16 on CUDA, bfloat16 on the CPU')
+    parser.add_argument('--amp-dtype', default=None,
+                        help='float16 or bfloat16 (CUDA); the CPU runs bfloat16 only')
     parser.add_argument('--memory-format', default='contiguous',
                         help='contiguous or channels_last')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='the same as --memory-format channels_last')
     parser.add_argument('--threads', type=int, default=2,
                         help='torch.set_num_threads value; 0 leaves torch\'s default')
     parser.add_argument('--repeats', type=int, default=5)
@@ -59,8 +65,11 @@ def main(argv=None) -> int:
     size = (args.size[0], args.size[-1])
     if args.fuse:
         return report_fusion(args, size)
+    if args.channels_last:
+        args.memory_format = 'channels_last'
     common = dict(batch=args.batch, size=size, device=args.device, amp=args.amp,
-                  memory_format=args.memory_format, threads=args.threads or None,
+                  amp_dtype=args.amp_dtype, memory_format=args.memory_format,
+                  threads=args.threads or None,
                   repeats=args.repeats, warmup=args.warmup)
     try:
         if args.detector:
@@ -78,7 +87,7 @@ def main(argv=None) -> int:
         return 2
     name = args.name or ('detector' if args.detector else f'backbone_s{args.depth}') + (
         f'_{args.device}_b{args.batch}_{size[0]}x{size[1]}_{args.memory_format}'
-        + ('_amp' if args.amp else ''))
+        + (f'_amp_{result["config"]["amp_dtype"]}' if args.amp else ''))
     print(benchmark.format_table(result))
     json_path = benchmark.write_json(result, f'{args.out_dir}/{name}.json')
     png_path = benchmark.draw_chart(result, f'{args.out_dir}/{name}.png')

@@ -1,7 +1,8 @@
 """Evaluate a checkpoint with a config (mmdet or mmseg, from its default_scope).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE|DIR] [--show-dir DIR]
-        [--tta] [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
+        [--tta] [--amp] [--channels-last] [--cfg-options key=value ...]
+        [--launcher none|pytorch|slurm|mpi]
 
 Several processes: tools/dist_test.sh CONFIG CHECKPOINT GPUS [args].
 """
@@ -23,6 +24,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--show-dir', help='folder, under <work-dir>/<timestamp>/, for prediction pictures')
     parser.add_argument('--tta', action='store_true', help='test-time augmentation')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: float16 on a GPU, bfloat16 autocast on the CPU')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='model and input images in channels_last memory format')
     add_run_arguments(parser, 'test_dataloader.dataset.data_root')
     return parser.parse_args(argv)
 
@@ -33,7 +38,7 @@ def main(argv=None) -> None:
         cfg = build_test_config(
             args.config, args.checkpoint, work_dir=args.work_dir, out=args.out,
             show_dir=args.show_dir, tta=args.tta, cfg_options=args.cfg_options,
-            launcher=args.launcher)
+            launcher=args.launcher, amp=args.amp, channels_last=args.channels_last)
         prepare_run(cfg, 'test')
     run_test(cfg)
     shutdown_distributed()

@@ -1,8 +1,8 @@
 """Train a detector or segmentor from a config (mmdet or mmseg, from its default_scope).
 
     python tools/train.py configs/faster_rcnn_resnest50_fpn.py [--work-dir DIR] [--resume [CKPT]]
-        [--amp] [--auto-scale-lr] [--cfg-options key=value ...] [--launcher none|pytorch|slurm|mpi]
-        [--preempt-signals SIGTERM [SIGUSR1 ...]]
+        [--amp] [--channels-last] [--auto-scale-lr] [--cfg-options key=value ...]
+        [--launcher none|pytorch|slurm|mpi] [--preempt-signals SIGTERM [SIGUSR1 ...]]
 
 On a preemption signal (SIGTERM by default) the run saves at the current iteration and exits
 with status 75; --resume then continues it exactly.
@@ -25,7 +25,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
         help='resume from CKPT, or from the latest checkpoint in the work dir without CKPT')
-    parser.add_argument('--amp', action='store_true', help='mixed precision (GPU only)')
+    parser.add_argument(
+        '--amp', action='store_true',
+        help='mixed precision: float16 with loss scaling on a GPU, bfloat16 autocast on the CPU')
+    parser.add_argument('--channels-last', action='store_true',
+                        help='model and input images in channels_last memory format')
     parser.add_argument(
         '--auto-scale-lr', action='store_true',
         help='scale the learning rate by the actual batch size (auto_scale_lr in the config)')
@@ -43,7 +47,8 @@ def main(argv=None) -> None:
         cfg = build_train_config(
             args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
             auto_scale_lr=args.auto_scale_lr, cfg_options=args.cfg_options,
-            launcher=args.launcher, preempt_signals=args.preempt_signals)
+            launcher=args.launcher, preempt_signals=args.preempt_signals,
+            channels_last=args.channels_last)
         prepare_run(cfg, 'train')
     run_train(cfg)
     shutdown_distributed()

@@ -34,6 +34,7 @@ def build_train_config(
     cfg_options: dict | None = None,
     launcher: str = 'none',
     preempt_signals: tuple[str, ...] | list[str] = ('SIGTERM',),
+    channels_last: bool = False,
 ) -> Config:
     """The config of a training run, as ``tools/train.py`` builds it.
 
@@ -46,24 +47,26 @@ def build_train_config(
         work_dir: where logs and checkpoints go; default ``./work_dirs/<config name>``.
         resume: None (no resume), 'auto' (the newest checkpoint in the work dir that loads;
             none: from the start) or a path (which must load).
-        amp: mixed precision (mmengine's AmpOptimWrapper; needs a GPU).
+        amp: mixed precision: mmengine's AmpOptimWrapper (float16, loss scaling) on a GPU;
+            on the CPU bfloat16 autocast (:func:`enable_cpu_amp`).
         auto_scale_lr: scale the learning rate by the actual total batch size.
         cfg_options: overrides, ``{'a.b': value}``.
         launcher: 'none', 'pytorch', 'slurm' or 'mpi'.
         preempt_signals: names from SIGTERM, SIGUSR1, SIGUSR2.
+        channels_last: model and input images in ``torch.channels_last``.
     """
     check_launcher(launcher)
     cfg = load_config(config, cfg_options)
     codebase_of(cfg)
     cfg.launcher = launcher
     cfg.work_dir = work_dir or cfg.get('work_dir') or _default_work_dir(config)
-    if amp:
-        if not torch.cuda.is_available():
-            raise RuntimeError('--amp needs a GPU: mmengine\'s AmpOptimWrapper runs on CUDA '
-                               'devices only; leave --amp out on the CPU')
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
+    if amp and not torch.cuda.is_available():
+        enable_cpu_amp(cfg, 'train')
+    elif amp and cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.loss_scale = 'dynamic'
+    if channels_last:
+        _add_hook(cfg, 'resnest_mm.ChannelsLastHook')
     if auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise ValueError(f'--auto-scale-lr needs auto_scale_lr.base_batch_size in {config}')
@@ -104,6 +107,8 @@ def build_test_config(
     tta: bool = False,
     cfg_options: dict | None = None,
     launcher: str = 'none',
+    amp: bool = False,
+    channels_last: bool = False,
 ) -> Config:
     """The config of a test run, as ``tools/test.py`` builds it.
 
@@ -114,6 +119,8 @@ def build_test_config(
             prediction PNGs.
         show_dir: folder (relative to ``<work_dir>/<timestamp>/``) for pictures of predictions.
         tta: test-time augmentation, from the config's ``tta_model`` and ``tta_pipeline``.
+        amp, channels_last: as :func:`build_train_config` (``amp``: the test loop's autocast,
+            float16 on a GPU, bfloat16 on the CPU).
 
     In a distributed run mmengine's ``LoggerHook`` becomes
     :class:`resnest_mm.hooks.MainProcessLoggerHook`, so that one process writes the metrics JSON.
@@ -139,7 +146,34 @@ def build_test_config(
         cfg.model = dict(**cfg.tta_model, module=cfg.model)
     if out:
         _dump_predictions(cfg, codebase, out)
+    if amp:
+        cfg.test_cfg = dict(cfg.get('test_cfg') or {}, fp16=True)
+        if not torch.cuda.is_available():
+            enable_cpu_amp(cfg, 'test')
+    if channels_last:
+        _add_hook(cfg, 'resnest_mm.ChannelsLastHook')
     return cfg
+
+
+def _add_hook(cfg: Config, hook_type: str) -> None:
+    hooks = list(cfg.get('custom_hooks') or [])
+    if all(hook.get('type') != hook_type for hook in hooks):
+        cfg.custom_hooks = [*hooks, dict(type=hook_type)]
+
+
+def enable_cpu_amp(cfg: Config, mode: str) -> None:
+    """bfloat16 autocast on the CPU: ``resnest_mm.CPUAmpOptimWrapper`` for training (no loss
+    scaling; mmengine's AmpOptimWrapper refuses CPUs), the test loop's ``fp16`` for testing,
+    and ``resnest_mm.CPUAmpHook`` (mmcv ops without a bf16 CPU kernel run in fp32)."""
+    if mode == 'train':
+        wrapper = cfg.optim_wrapper
+        if wrapper.get('type', 'OptimWrapper') not in ('OptimWrapper', 'AmpOptimWrapper'):
+            raise ValueError(f'--amp on the CPU replaces OptimWrapper; {cfg.filename} has '
+                             f'optim_wrapper.type={wrapper.type!r}')
+        wrapper.pop('loss_scale', None)
+        wrapper.pop('dtype', None)
+        wrapper.type = 'resnest_mm.CPUAmpOptimWrapper'
+    _add_hook(cfg, 'resnest_mm.CPUAmpHook')
 
 
 def enable_prediction_pictures(cfg: Config, show_dir: str) -> None:

@@ -1,0 +1,73 @@
+"""Parameters, FLOPs and the ratios of the measured figures (ours over the others)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .settings import MMDET, OURS, BenchmarkConfig
+
+# From ../shared/reference/RESULTS.md (official ImageNet release).
+PUBLISHED = {
+    'resnest50_backbone_params_m': 25.43,
+    'resnest50_with_fc_gmacs_224': 5.37,
+    'resnest50_with_fc_params_m': 27.48,
+}
+CLASSIFIER_IN, IMAGENET_CLASSES = 2048, 1000
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_flops(model: nn.Module, size: tuple[int, int], device: str) -> int:
+    """Multiply-accumulates of one forward pass of a single image (mmengine's FlopAnalyzer)."""
+    from mmengine.analysis import FlopAnalyzer
+
+    model = copy.deepcopy(model)
+    model.eval()
+    image = torch.zeros(1, 3, *size, device=device)
+    analyzer = FlopAnalyzer(model, (image,))
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return int(analyzer.total())
+
+
+def ratios(results: dict[str, dict]) -> dict:
+    """Ours over MMDetection's ResNeSt (time, CPU time, memory), and over each reference."""
+    ours, theirs = results[OURS], results[MMDET]
+    out = dict(
+        train_time=ours['train_s']['median'] / theirs['train_s']['median'],
+        inference_time=ours['inference_s']['median'] / theirs['inference_s']['median'],
+        train_cpu_time=ours['train_s']['cpu']['median'] / theirs['train_s']['cpu']['median'],
+        inference_cpu_time=(ours['inference_s']['cpu']['median']
+                            / theirs['inference_s']['cpu']['median']),
+        train_peak_memory=ours['train_peak_bytes'] / theirs['train_peak_bytes'],
+    )
+    if ours.get('held_bytes') and theirs.get('held_bytes'):
+        out['held_for_backward'] = ours['held_bytes'] / theirs['held_bytes']
+    for ref in (name for name in results if name not in (OURS, MMDET)):
+        resnet = results[ref]
+        out[f'ours_over_{ref}_train_time'] = (
+            ours['train_s']['median'] / resnet['train_s']['median'])
+        out[f'ours_over_{ref}_inference_time'] = (
+            ours['inference_s']['median'] / resnet['inference_s']['median'])
+        if ours.get('flops_at_input') and resnet.get('flops_at_input'):
+            out[f'ours_over_{ref}_flops'] = ours['flops_at_input'] / resnet['flops_at_input']
+    return out
+
+
+def published_comparison(results: dict[str, dict], cfg: BenchmarkConfig) -> dict:
+    """Our params/MACs beside the published ResNeSt-50 figures (only comparable for S-50)."""
+    comparable = (cfg.depth == 50 and cfg.resolved_stem_channels == 64
+                  and cfg.base_channels == 64 and cfg.flops_size == 224)
+    ours = results[OURS]
+    fc_params = CLASSIFIER_IN * IMAGENET_CLASSES + IMAGENET_CLASSES
+    entry = dict(comparable=comparable, **PUBLISHED,
+                 ours_backbone_params_m=ours['params'] / 1e6,
+                 ours_with_fc_params_m=(ours['params'] + fc_params) / 1e6)
+    if 'flops_at_flops_size' in ours:
+        entry['ours_with_fc_gmacs_at_flops_size'] = (
+            ours['flops_at_flops_size'] + CLASSIFIER_IN * IMAGENET_CLASSES) / 1e9
+    return entry
