@@ -24,7 +24,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='where logs and checkpoints go')
     parser.add_argument(
         '--resume', nargs='?', type=str, const='auto',
-        help='resume from CKPT, or without CKPT from the newest checkpoint in the work dir that loads')
+        help='resume from CKPT, or without CKPT from the newest checkpoint in the work dir '
+             'that loads')
     parser.add_argument(
         '--amp', action='store_true',
         help='mixed precision: float16 with loss scaling on a GPU, bfloat16 autocast on the CPU')
