@@ -26,7 +26,7 @@ import infer as infer_tool
 
 def _train_one_iteration(config: Path, options: dict, work_dir: Path) -> tuple[Path, Path]:
     """Train a tiny model for one iteration; return its dumped config and its checkpoint."""
-    options = {**options, 'model.backbone.init_cfg': None, 'train_cfg.max_iters': 1,
+    options = {**options, 'train_cfg.max_iters': 1,
                'train_cfg.val_interval': 1, 'default_hooks.checkpoint.interval': 1}
     cfg = build_train_config(config, work_dir=str(work_dir), cfg_options=options)
     cfg.update(val_dataloader=None, val_cfg=None, val_evaluator=None)

@@ -161,9 +161,10 @@ def test_resume_continues_from_the_saved_iteration_and_optimizer(tmp_path, ade20
     state, expected = snapshot.optimizer, checkpoint['optimizer']
     assert state['param_groups'][0]['lr'] == expected['param_groups'][0]['lr']
     assert len(state['state']) == len(expected['state']) > 0
-    for key, value in expected['state'].items():
-        torch.testing.assert_close(state['state'][key]['momentum_buffer'],
-                                   value['momentum_buffer'], rtol=0, atol=0)
+    for key, value in expected['state'].items():  # e.g. AdamW's step, exp_avg, exp_avg_sq
+        assert state['state'][key].keys() == value.keys()
+        for name in value:
+            torch.testing.assert_close(state['state'][key][name], value[name], rtol=0, atol=0)
     for name, tensor in snapshot.weights.items():
         torch.testing.assert_close(tensor, checkpoint['state_dict'][name], rtol=0, atol=0)
     assert (tmp_path / 'b' / 'iter_2.pth').exists()

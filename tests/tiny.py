@@ -17,7 +17,9 @@ STAGE_CHANNELS = [64, 128, 256, 512]  # base_channels * 4 * 2**i
 
 
 def _backbone() -> dict:
-    return {f'model.backbone.{k}': v for k, v in BACKBONE.items()}
+    # A ResNeSt-14 cannot load the demo's S-50 shapes pretraining: start from random weights.
+    return {**{f'model.backbone.{k}': v for k, v in BACKBONE.items()},
+            'model.backbone.init_cfg': None}
 
 
 def _images(data_root: str) -> dict:
