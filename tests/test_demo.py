@@ -91,7 +91,8 @@ def _tiny_options(data_root: Path) -> dict:
     }
     detection = tiny_detection_options(str(data_root / 'shapes_coco') + '/', max_iters=2)
     segmentation = tiny_segmentation_options(str(data_root / 'shapes_ade20k') + '/', max_iters=2)
-    drop = ('_dataloader.dataset.data_root', '_evaluator.ann_file')
+    # the demo's own data roots, and its pretraining (a tiny one here) loaded by every model
+    drop = ('_dataloader.dataset.data_root', '_evaluator.ann_file', 'model.backbone.init_cfg')
     keep = lambda options: {k: v for k, v in options.items()  # noqa: E731
                             if not any(d in k for d in drop)}
     cascade = {k: v for k, v in keep(detection).items() if '.bbox_head.' not in k}
