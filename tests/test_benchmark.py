@@ -52,6 +52,11 @@ def test_smoke_run_measures_three_models_and_writes_json_and_png(tmp_path):
     assert png_path.read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
     table = benchmark.format_table(result)
     assert all(name in table for name in result['models'])
+    # issue 13's fp32 targets, recorded with the result and printed beside each ratio
+    assert result['targets'] == benchmark.CPU_TARGETS == dict(
+        train_time=1.0, inference_time=1.0, train_peak_memory=0.73)
+    for key, target in benchmark.CPU_TARGETS.items():
+        assert f"{key}: {result['ratios'][key]:.3f}  (target <= {target})" in table
 
 
 def test_outputs_that_differ_stop_the_benchmark_before_timing():

@@ -9,6 +9,7 @@ import torch
 from conftest import randomize_
 
 from resnest_mm import ResNeSt, benchmark
+from resnest_mm.models import recompute
 from resnest_mm.models.recompute import RecipeBook, recipe_book
 
 SMALL = dict(depth=26, stem_channels=16, base_channels=8, frozen_stages=1)
@@ -97,3 +98,53 @@ def test_registered_storage_cannot_be_mistaken_while_the_book_is_open():
         del out  # the book keeps it alive, so no new tensor can reuse its address
         fresh = torch.zeros(4)
         assert book.pack(fresh) is fresh
+
+
+def _backward_batch_norms(model, x, amp=False):
+    """Training step; returns its outputs and gradients, and how many BatchNorm forwards the
+    backward pass ran (the replays of recipes that recompute the batch statistics)."""
+    model.zero_grad(set_to_none=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
+        outs = model(x)
+    loss = sum((out.float() * torch.linspace(-1, 1, out.numel()).view_as(out)).sum()
+               for out in outs)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        loss.backward()
+    replays = sum(e.count for e in prof.key_averages() if e.key == 'aten::native_batch_norm')
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    return [o.detach() for o in outs] + grads, replays
+
+
+@pytest.mark.parametrize('amp', [False, True], ids=['fp32', 'bf16'])
+@pytest.mark.parametrize('channels_last', [False, True], ids=['nchw', 'nhwc'])
+def test_training_norms_are_rebuilt_from_the_saved_batch_statistics(amp, channels_last):
+    model = randomize_(ResNeSt(**dict(SMALL, frozen_stages=-1))).train()
+    twin = copy.deepcopy(model)
+    x = torch.randn(2, 3, 40, 56, generator=torch.Generator().manual_seed(5))
+    if channels_last:
+        model, twin = (m.to(memory_format=torch.channels_last) for m in (model, twin))
+        x = x.to(memory_format=torch.channels_last)
+    lean, replays = _backward_batch_norms(model, x, amp)
+    with keep_everything():
+        kept, _ = _backward_batch_norms(twin, x, amp)
+    assert replays == 0  # only the affine step, no statistics recomputed
+    assert len(lean) == len(kept)
+    for a, b in zip(lean, kept, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_norms_are_replayed_where_the_affine_step_would_round_differently(monkeypatch):
+    model = randomize_(ResNeSt(**dict(SMALL, frozen_stages=-1))).train()
+    twin = copy.deepcopy(model)
+    x = torch.randn(2, 3, 40, 56, generator=torch.Generator().manual_seed(6))
+    affine = recompute._affine
+    monkeypatch.setattr(recompute, '_AFFINE_MATCHES', {})
+    monkeypatch.setattr(recompute, '_affine', lambda *args: affine(*args).mul_(1 + 2**-20))
+    lean, replays = _backward_batch_norms(model, x)
+    assert not any(recompute._AFFINE_MATCHES.values())  # the check against the forward failed
+    assert replays == 3 + 2 * sum(len(layer) for layer in (model.layer1, model.layer2,
+                                                           model.layer3, model.layer4))
+    with keep_everything():
+        kept, _ = _backward_batch_norms(twin, x)
+    for a, b in zip(lean, kept, strict=True):
+        assert torch.equal(a, b)

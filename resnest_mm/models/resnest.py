@@ -21,6 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..checkpoint import load_pretrained, split_pretrained_cfg
 from ..registry import MODELS
 from .drop import DropBlock2d, DropPath, drop_path_rates, set_dropblock_prob
+from .norm import batch_norm_in_place
 from .recompute import norm_relu, recipe_book
 from .scripting import scriptable_copy_of
 from .split_attention import SplitAttentionConv2d
@@ -154,7 +155,7 @@ class ResNeStBottleneck(BaseModule):
         with recipe_book() as book:
             out = norm_relu(self.norm1, self.relu, self.conv1(x), book, drop=self.dropblock1)
             out = self._split_attention(out)
-            out = self.norm3(self.conv3(out))
+            out = batch_norm_in_place(self.norm3, self.conv3(out))
         return self._add_shortcut(out, x)
 
     def _add_shortcut(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -162,9 +163,29 @@ class ResNeStBottleneck(BaseModule):
             out = self.dropblock3(out)
         if self.drop_path is not None:
             out = self.drop_path(out)
-        identity = x if self.downsample is None else self.downsample(x)
+        if self.downsample is None:
+            identity = x
+        elif torch.jit.is_scripting():
+            identity = self.downsample(x)
+        else:
+            identity = self._downsample(x)
         out += identity  # in place: a fresh full-size buffer costs page faults on the CPU
         return out
+
+    @torch.jit.unused
+    def _downsample(self, x):  # untyped: TorchScript reads string annotations badly
+        """``self.downsample(x)``; its closing BatchNorm in place where
+        :func:`~.norm.batch_norm_in_place` allows (``_make_stage`` builds pool, conv, norm)."""
+        layers = self.downsample
+        if not isinstance(layers, nn.Sequential) or len(layers) < 2 or layers._forward_hooks \
+                or layers._forward_pre_hooks:
+            return layers(x)
+        out = x
+        for layer in layers[:-1]:
+            out = layer(out)
+        if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+            return layers[-1](out)  # not a buffer of our own: the block's input
+        return batch_norm_in_place(layers[-1], out)
 
     def _split_attention(self, x: torch.Tensor) -> torch.Tensor:
         if self.avd_layer is not None and self.avd_first:

@@ -17,7 +17,7 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .norm import norm_single_sample
+from .norm import has_forward_hooks, norm_single_sample
 from .recompute import norm_relu, rebuild_in_backward, recipe_book
 from .scripting import scriptable_copy_of
 
@@ -89,6 +89,18 @@ def _weighted_sum_no_grad(splits: torch.Tensor, attn: torch.Tensor) -> torch.Ten
     out = splits[:, 0] * attn[:, 0]
     for r in range(1, splits.size(1)):
         out += splits[:, r] * attn[:, r]
+    return out
+
+
+@torch.jit.unused
+def _weighted_sum_into(out: torch.Tensor, splits: torch.Tensor,
+                       attn: torch.Tensor) -> torch.Tensor:
+    """:func:`_weighted_sum_no_grad` written into ``out`` (the splits' sum, no longer needed),
+    each product into its split: no allocation, the same roundings in the same order. The
+    result has ``out``'s strides, those of MMDetection's ``torch.sum(attens * splits, dim=1)``."""
+    torch.mul(splits[:, 0], attn[:, 0], out=out)
+    for r in range(1, splits.size(1)):
+        out += splits[:, r].mul_(attn[:, r])
     return out
 
 
@@ -182,10 +194,21 @@ class SplitAttentionConv2d(nn.Module):
         # In training, backward rebuilds relu(norm0(.)) and the weighted sum (recompute.py).
         with recipe_book() as book:
             splits = self._splits(norm_relu(self.norm0, self.relu, self.conv(x), book))
-            attn = self._attention_weights(splits)
+            fused = splits.sum(dim=1)
+            attn = self._per_split(self.attention(fused))
+            if self._may_overwrite_splits():
+                return _weighted_sum_into(fused, splits, attn)
             out = weighted_sum(splits, attn)
             rebuild_in_backward(book, out, _weighted_sum_no_grad, splits, attn)
             return out
+
+    @torch.jit.unused
+    def _may_overwrite_splits(self) -> bool:
+        """Without autograd nothing but this forward sees the splits and their sum, unless a
+        forward hook on the layers that make them is watching."""
+        return (not torch.is_grad_enabled() and not torch.jit.is_tracing()
+                and not torch.compiler.is_compiling()
+                and not any(has_forward_hooks(m) for m in (self.conv, self.norm0, self.relu)))
 
     def _splits(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, radix * C, H, W)`` -> the splits ``(B, radix, C, H, W)`` (a view)."""
@@ -194,9 +217,11 @@ class SplitAttentionConv2d(nn.Module):
 
     def _attention_weights(self, splits: torch.Tensor) -> torch.Tensor:
         """The splits ``(B, radix, C, H, W)`` -> one weight each ``(B, radix, C, 1, 1)``."""
-        batch = splits.size(0)
-        attn = self.attention(splits.sum(dim=1))
-        return attn.view(batch, self.radix, self.channels, 1, 1)
+        return self._per_split(self.attention(splits.sum(dim=1)))
+
+    def _per_split(self, attn: torch.Tensor) -> torch.Tensor:
+        """``(B, radix, channels)`` -> ``(B, radix, C, 1, 1)``."""
+        return attn.view(attn.size(0), self.radix, self.channels, 1, 1)
 
     def attention(self, fused: torch.Tensor) -> torch.Tensor:
         """Attention weights ``(B, radix, channels)`` from the fused splits ``(B, C, H, W)``."""
