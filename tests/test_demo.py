@@ -19,6 +19,7 @@ from tiny import (
 
 from resnest_mm.apis import load_config
 from resnest_mm.apis.demo import DEMOS, run_demo
+from resnest_mm.apis.pretrain import classification_backbone
 from resnest_mm.checkpoint import detect_layout
 
 REAL_CONFIGS = {
@@ -45,6 +46,10 @@ def test_demo_configs_inherit_the_real_configs(demo):
     assert cfg.model.backbone.type == real.model.backbone.type == 'resnest_mm.ResNeSt'
     assert cfg.custom_imports == real.custom_imports
     changed = ('init_cfg', 'norm_eval')
+    if demo == DEEPLABV3:  # trained at output stride 16 (see its comments)
+        changed += ('strides', 'dilations')
+        assert (cfg.model.backbone.strides, cfg.model.backbone.dilations) == (
+            (1, 2, 2, 1), (1, 1, 1, 2))
     same_backbone = {k: v for k, v in real.model.backbone.items() if k not in changed}
     assert {k: cfg.model.backbone[k] for k in same_backbone} == same_backbone
     # the shared shapes pretraining, loaded as the real config loads ImageNet weights
@@ -111,7 +116,8 @@ def test_demo_run_pretrains_trains_evaluates_draws_and_reports(tmp_path, capsys)
     work, data = tmp_path / 'work', tmp_path / 'data'
     options = _tiny_options(data)
     report = run_demo(str(work), str(data), cfg_options=options)
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert 'KaimingInit' not in out + err  # the pretraining's init is not logged per parameter
 
     assert json.loads((work / 'summary.json').read_text()) == report
     assert set(report) == {'models', 'total_seconds'}
@@ -144,6 +150,19 @@ def test_demo_run_pretrains_trains_evaluates_draws_and_reports(tmp_path, capsys)
     for command in commands:
         images, config, checkpoint = command.split()[2:5]
         assert Path(images).is_dir() and Path(config).is_file() and Path(checkpoint).is_file()
+
+
+def test_pretraining_starts_from_the_backbones_default_init():
+    """Each block starts as the identity (its last norm zeroed), convolutions Kaiming-normal:
+    what the backbone's init_cfg default gives, not PyTorch's per-layer defaults."""
+    backbone_cfg = {**load_config(FASTER_RCNN).model.backbone, 'depth': 14}
+    backbone = classification_backbone(backbone_cfg)
+    blocks = [block for layer in backbone.res_layers for block in getattr(backbone, layer)]
+    assert blocks and all(block.norm3.weight.eq(0).all() for block in blocks)
+    stem_conv = backbone.stem[0].weight  # Kaiming normal, fan_out, ReLU gain
+    expected_std = (2 / (stem_conv.shape[0] * stem_conv[0, 0].numel())) ** 0.5
+    assert abs(stem_conv.std().item() / expected_std - 1) < 0.2
+    assert backbone.training and not backbone.norm_eval and backbone.frozen_stages == -1
 
 
 @pytest.mark.slow
