@@ -35,6 +35,13 @@ def has_forward_hooks(module: nn.Module) -> bool:
                 or getattr(module_globals, '_global_forward_pre_hooks', None))
 
 
+def is_graph_capture() -> bool:
+    """Whether a tracer, ``torch.compile`` or ``torch.export`` (whose fake tensors have no data)
+    is running the forward rather than eager PyTorch."""
+    return (torch.jit.is_tracing() or torch.compiler.is_compiling()
+            or torch.compiler.is_exporting())
+
+
 def can_norm_in_place(norm: nn.Module, x: torch.Tensor) -> bool:
     """Whether :func:`batch_norm_in_place` writes into ``x``: a plain eval-mode BatchNorm
     (running statistics, no forward hooks) on the CPU, without autograd, tracing or compiling.
@@ -43,7 +50,7 @@ def can_norm_in_place(norm: nn.Module, x: torch.Tensor) -> bool:
             and type(norm).forward is _BatchNorm.forward and not norm.training
             and norm.running_mean is not None and norm.running_var is not None
             and not has_forward_hooks(norm)
-            and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
+            and not is_graph_capture())
 
 
 def batch_norm_in_place(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..checkpoint import load_pretrained, split_pretrained_cfg
 from ..registry import MODELS
 from .drop import DropBlock2d, DropPath, drop_path_rates, set_dropblock_prob
-from .norm import batch_norm_in_place
+from .norm import batch_norm_in_place, can_norm_in_place
 from .recompute import norm_relu, recipe_book
 from .scripting import scriptable_copy_of
 from .split_attention import SplitAttentionConv2d
@@ -183,8 +183,9 @@ class ResNeStBottleneck(BaseModule):
         out = x
         for layer in layers[:-1]:
             out = layer(out)
-        if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
-            return layers[-1](out)  # not a buffer of our own: the block's input
+        if not can_norm_in_place(layers[-1], out) or (
+                out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()):
+            return layers[-1](out)  # or not a buffer of our own: the block's input
         return batch_norm_in_place(layers[-1], out)
 
     def _split_attention(self, x: torch.Tensor) -> torch.Tensor:

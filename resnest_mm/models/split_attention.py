@@ -17,7 +17,7 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .norm import has_forward_hooks, norm_single_sample
+from .norm import has_forward_hooks, is_graph_capture, norm_single_sample
 from .recompute import norm_relu, rebuild_in_backward, recipe_book
 from .scripting import scriptable_copy_of
 
@@ -206,8 +206,7 @@ class SplitAttentionConv2d(nn.Module):
     def _may_overwrite_splits(self) -> bool:
         """Without autograd nothing but this forward sees the splits and their sum, unless a
         forward hook on the layers that make them is watching."""
-        return (not torch.is_grad_enabled() and not torch.jit.is_tracing()
-                and not torch.compiler.is_compiling()
+        return (not torch.is_grad_enabled() and not is_graph_capture()
                 and not any(has_forward_hooks(m) for m in (self.conv, self.norm0, self.relu)))
 
     def _splits(self, x: torch.Tensor) -> torch.Tensor:
