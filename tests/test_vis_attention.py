@@ -62,5 +62,6 @@ def test_tool_reads_image_and_config(tmp_path):
     assert tool.main([str(image), str(config), '--out', str(out), '--size', '64',
                       '--panel', '32']) == 0
     assert mmcv.imread(str(out)).shape == (4 * 32, 2 * 32, 3)
-    with pytest.raises(FileNotFoundError, match=r'missing\.png'):
+    with pytest.raises(SystemExit, match=r"^vis_attention\.py: error: image file '.*missing\.png' "
+                                         r"does not exist\.$"):
         tool.main([str(tmp_path / 'missing.png'), str(config)])

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import mmcv
 
+from resnest_mm.apis.cli import exit_on_user_error
 from resnest_mm.build import build_from_config
 from resnest_mm.visualization import draw_attention
 
@@ -31,12 +32,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not Path(args.image).is_file():
-        raise FileNotFoundError(f'image file {args.image!r} does not exist.')
-    image = mmcv.imread(args.image, channel_order='rgb')
-    image = mmcv.imrescale(image, (args.size, 100_000))  # shorter side to --size
-    backbone = build_from_config(args.config, args.checkpoint, part='backbone')
-    _, titles = draw_attention(backbone, image, args.out, panel_size=args.panel)
+    with exit_on_user_error('vis_attention.py'):
+        if not Path(args.image).is_file():
+            raise FileNotFoundError(f'image file {args.image!r} does not exist.')
+        image = mmcv.imread(args.image, channel_order='rgb')
+        image = mmcv.imrescale(image, (args.size, 100_000))  # shorter side to --size
+        backbone = build_from_config(args.config, args.checkpoint, part='backbone')
+        _, titles = draw_attention(backbone, image, args.out, panel_size=args.panel)
     print(f'wrote {args.out}: {len(titles)} panels')
     return 0
 
