@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as module_globals
 from torch.nn.modules.batchnorm import _BatchNorm
 
 _warned = False
@@ -29,7 +30,6 @@ _warned = False
 
 def has_forward_hooks(module: nn.Module) -> bool:
     """Whether a forward (pre-)hook, its own or a global one, would see ``module`` run."""
-    from torch.nn.modules import module as module_globals
     return bool(module._forward_hooks or module._forward_pre_hooks
                 or getattr(module_globals, '_global_forward_hooks', None)
                 or getattr(module_globals, '_global_forward_pre_hooks', None))
