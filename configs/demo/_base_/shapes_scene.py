@@ -11,7 +11,8 @@
 #     average, so every shape has a visible edge (the classes differ by outline, not colour);
 #   texture 0.5: half-amplitude gratings and noise, fewer false edges;
 #   radius 0.15-0.30 of the side (19-38 px at 128x128): objects cover the 32-64 px anchors of
-#     FPN levels P3-P4 instead of only the finest level;
+#     FPN levels P3-P4 instead of only the finest level (DeepLabV3's scenes draw larger ones:
+#     shapes_ade20k.py);
 #   num_train: every training iteration sees new images (batch x iterations), no repeats;
 #   num_val: held-out images (another random stream), never seen in training.
 shapes_scene = dict(
