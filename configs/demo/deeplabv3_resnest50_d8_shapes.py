@@ -24,7 +24,7 @@
 #     BN statistics trained (35.1), the backbone at the heads' lr (39.6), the images upscaled
 #     to 192 (37.0), and 160 iterations (45.5: it plateaus from iteration 80);
 #   - scenes: larger shapes than the detectors' (_base_/shapes_ade20k.py): 50.1 and 50.6 mIoU
-#     in two runs of 80 iterations, 47.3, 52.6 and 48.8 in three full demo runs. On them,
+#     in two runs of 80 iterations, 47.3, 52.6, 48.8 and 48.5 in four full demo runs. On them,
 #     tried: an average of the weights (mmengine's EMAHook, momentum 0.1: 48.7, 45.5) and 100
 #     iterations (41.2). The fine-tunes are not seeded, and a single run moves by several mIoU.
 _base_ = ['../deeplabv3_resnest50_d8_ade20k.py', './_base_/shapes_ade20k.py']

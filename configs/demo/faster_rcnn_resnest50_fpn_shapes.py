@@ -15,7 +15,7 @@
 #     the shared pretraining, bbox AP50 on the val split: 0.34 / 0.45 / 0.60 after 40 / 80 /
 #     120 iterations with the decay at 90; without a decay 0.57 / 0.57 / 0.62 after 80 / 120 /
 #     160 (32 RoIs; another run gave 0.46 at 90); lr 1e-3 never passed 0.47. 105 iterations
-#     (decay at 78) gave 0.59-0.62 in three full demo runs, 120 gave 0.59-0.60: the 15 left
+#     (decay at 78) gave 0.55-0.62 in five full demo runs, 120 gave 0.59-0.60: the 15 left
 #     out went to the 10-minute budget.
 _base_ = ['../faster_rcnn_resnest50_fpn.py', './_base_/shapes_coco.py']
 

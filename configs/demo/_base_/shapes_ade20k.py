@@ -12,7 +12,7 @@ _base_ = './shapes_scene.py'
 # Measured (2-core AMD EPYC, the demo's pretraining and DeepLabV3 config): the val labels
 # pooled to 8x8 cells and upsampled reach 82.3 mIoU on the detection scenes, 90.9 on these;
 # DeepLabV3 reached 46.7-48.6 mIoU on the detection scenes in 80 iterations, 50.1-50.6 on
-# these (47.3-52.6 in three full demo runs; radius 0.25-0.42: 48.5).
+# these (47.3-52.6 in four full demo runs; radius 0.25-0.42: 48.5).
 shapes_scene = dict(radius=(0.22, 0.38))
 
 __data_root = 'data/shapes_ade20k/'
