@@ -68,10 +68,12 @@ def test_detection_demos_share_one_data_section():
         assert faster[key] == cascade[key], key
     assert faster.test_evaluator.ann_file == cascade.test_evaluator.ann_file
     assert faster.test_dataloader.dataset.data_root == 'data/shapes_coco/'
-    # the segmentation scenes are the detection scenes with larger shapes (see shapes_ade20k.py)
+    # the segmentation scenes are the detection scenes with larger shapes and more val images
+    # (see shapes_ade20k.py)
     scene, larger = faster.shapes_scene, load_config(DEEPLABV3).shapes_scene
-    assert {**larger, 'radius': scene.radius} == scene
+    assert {**larger, 'radius': scene.radius, 'num_val': scene.num_val} == scene
     assert all(big > small for big, small in zip(larger.radius, scene.radius, strict=True))
+    assert larger.num_val > scene.num_val
     for config in REAL_CONFIGS:
         assert 'LoadImageFromFile' not in config.read_text()  # no restated pipelines
 

@@ -16,7 +16,10 @@
 #     120 iterations with the decay at 90; without a decay 0.57 / 0.57 / 0.62 after 80 / 120 /
 #     160 (32 RoIs; another run gave 0.46 at 90); lr 1e-3 never passed 0.47. 105 iterations
 #     (decay at 78) gave 0.55-0.62 in five full demo runs, 120 gave 0.59-0.60: the 15 left
-#     out went to the 10-minute budget.
+#     out went to the 10-minute budget;
+#   - optimizer: fused AdamW (fused=True): one kernel over all parameters, where PyTorch on a
+#     CPU loops over them one by one (0.05 s against 0.41 s a step for 74 M parameters; the
+#     Cascade Mask R-CNN demo's AdamW step took 0.67 s of its 2.65 s training step unfused).
 _base_ = ['../faster_rcnn_resnest50_fpn.py', './_base_/shapes_coco.py']
 
 max_iters = 105
@@ -51,7 +54,7 @@ param_scheduler = [
          milestones=[max_iters * 3 // 4], gamma=0.1),
 ]
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, weight_decay=1e-4))
+    optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, weight_decay=1e-4, fused=True))
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
