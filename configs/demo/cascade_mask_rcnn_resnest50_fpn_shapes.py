@@ -10,8 +10,9 @@
 # 60 iterations against 0.36/0.40 with 32, both from the same pretraining; 0.50/0.52 after 70
 # in a full demo run). The schedule is Faster R-CNN's, over 75 iterations (step decay at 56):
 # full demo runs gave bbox/segm AP50 0.40/0.43 after 50 iterations, 0.41/0.45 and 0.49/0.50
-# after 60, 0.50/0.52 after 70, and 0.42/0.45, 0.51/0.53 and 0.58/0.61 after 75 (the runs move
-# by up to 0.16: the fine-tunes are not seeded).
+# after 60, 0.50/0.52 after 70, and 0.42/0.45, 0.51/0.53 and 0.58/0.61 after 75 (0.49/0.51 and
+# 0.55/0.56 with the fused optimizer; the runs move by up to 0.16: the fine-tunes are not
+# seeded).
 _base_ = ['../cascade_mask_rcnn_resnest50_fpn.py', './_base_/shapes_coco.py']
 
 max_iters = 75

@@ -15,8 +15,8 @@
 #     the shared pretraining, bbox AP50 on the val split: 0.34 / 0.45 / 0.60 after 40 / 80 /
 #     120 iterations with the decay at 90; without a decay 0.57 / 0.57 / 0.62 after 80 / 120 /
 #     160 (32 RoIs; another run gave 0.46 at 90); lr 1e-3 never passed 0.47. 105 iterations
-#     (decay at 78) gave 0.55-0.62 in five full demo runs, 120 gave 0.59-0.60: the 15 left
-#     out went to the 10-minute budget;
+#     (decay at 78) gave 0.55-0.62 in five full demo runs, 0.548 and 0.651 in two more with
+#     the fused optimizer; 120 gave 0.59-0.60: the 15 left out went to the 10-minute budget;
 #   - optimizer: fused AdamW (fused=True): one kernel over all parameters, where PyTorch on a
 #     CPU loops over them one by one (0.05 s against 0.41 s a step for 74 M parameters; the
 #     Cascade Mask R-CNN demo's AdamW step took 0.67 s of its 2.65 s training step unfused).
