@@ -16,6 +16,7 @@ from tiny import (
     tiny_detection_options,
     tiny_segmentation_options,
 )
+from zoo import load_mm
 
 from resnest_mm.apis import load_config
 from resnest_mm.apis.demo import DEMOS, run_demo
@@ -79,13 +80,17 @@ def test_detection_demos_share_one_data_section():
 
 
 def test_cascade_demo_restates_the_real_stage_lists():
-    """Lists are replaced whole by config inheritance: the demo restates them, changing only
-    the number of classes and of sampled RoIs."""
+    """Lists are replaced whole by config inheritance: the demo restates them. Its box heads
+    are MMDetection's standard Cascade heads (2fc, no norm) with 3 classes instead of the
+    recipe's 4conv1fc heads; everything else keeps the real stages, but the sampled RoIs."""
     cfg, real = load_config(CASCADE), load_config(REPO / 'configs' / REAL_CONFIGS[CASCADE])
-    assert len(cfg.model.roi_head.bbox_head) == len(real.model.roi_head.bbox_head) == 3
-    for ours, theirs in zip(cfg.model.roi_head.bbox_head, real.model.roi_head.bbox_head,
-                            strict=True):
-        assert ours == {**theirs, 'num_classes': 3}
+    standard = load_mm('mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py')
+    heads = cfg.model.roi_head.bbox_head
+    assert len(heads) == len(real.model.roi_head.bbox_head) == 3
+    for ours, theirs in zip(heads, standard.model.roi_head.bbox_head, strict=True):
+        assert ours == {k: v for k, v in {**theirs, 'num_classes': 3}.items() if k != '_scope_'}
+    for ours, recipe in zip(heads, real.model.roi_head.bbox_head, strict=True):
+        assert ours.bbox_coder == recipe.bbox_coder and ours.loss_bbox == recipe.loss_bbox
     sampled = cfg.model.train_cfg.rcnn[0].sampler
     for ours, theirs in zip(cfg.model.train_cfg.rcnn, real.model.train_cfg.rcnn, strict=True):
         assert ours == {**theirs, 'sampler': {**theirs['sampler'], **sampled}}
@@ -107,7 +112,7 @@ def _tiny_options(data_root: Path) -> dict:
                             if not any(d in k for d in drop)}
     cascade = {k: v for k, v in keep(detection).items() if '.bbox_head.' not in k}
     cascade.update({f'model.roi_head.bbox_head.{i}.{k}': v for i in range(3) for k, v in (
-        ('in_channels', 32), ('conv_out_channels', 32), ('fc_out_channels', 64))})
+        ('in_channels', 32), ('fc_out_channels', 64))})
     cascade.update({'model.roi_head.mask_roi_extractor.out_channels': 32,
                     'model.roi_head.mask_head.in_channels': 32,
                     'model.roi_head.mask_head.conv_out_channels': 32})

@@ -3,16 +3,24 @@
 # of its backbone (tools/demo.py does both). Only what a 2-core CPU needs changes; the levers
 # are those of the Faster R-CNN demo (faster_rcnn_resnest50_fpn_shapes.py: data, pretrained
 # backbone with norm_eval, fewer proposals and RoIs, RoIAlign sampling, fused AdamW), here for
-# three cascade stages and the mask head. Per RoI, each 4conv1fc box head costs about 0.23 GFLOP
-# forward and the 4-conv mask head about 0.9 GFLOP per positive RoI, so the sampled RoIs set
-# the step time: 16 per image and stage, half of them positive (32 in the earlier demo: 3.9 s
-# a step on a 2-core AMD EPYC; 16 learned faster per second: bbox/segm AP50 0.47/0.50 after
-# 60 iterations against 0.36/0.40 with 32, both from the same pretraining; 0.50/0.52 after 70
-# in a full demo run). The schedule is Faster R-CNN's, over 75 iterations (step decay at 56):
-# full demo runs gave bbox/segm AP50 0.40/0.43 after 50 iterations, 0.41/0.45 and 0.49/0.50
-# after 60, 0.50/0.52 after 70, and 0.42/0.45, 0.51/0.53 and 0.58/0.61 after 75 (0.49/0.51 and
-# 0.55/0.56 with the fused optimizer; the runs move by up to 0.16: the fine-tunes are not
-# seeded).
+# three cascade stages and the mask head, plus one of its own: the box heads.
+#
+# Box heads: MMDetection's standard Cascade R-CNN heads (two shared fc layers, as in
+# mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py) instead of the ResNeSt recipe's 4conv1fc
+# heads with SyncBN. Each 4conv1fc head runs four 3x3 convolutions of 256 channels on every
+# 7x7 RoI, about 0.23 GFLOP forward per RoI, three times per image: in a training step
+# (32 sampled RoIs a stage) their convolutions took 0.56 s of 1.9 s, and at test (50 proposals
+# an image) they were most of the time. Measured on a 2-core AMD EPYC from one pretraining,
+# 75 iterations each: 4conv1fc 206 s (train 170 s, test 31 s), bbox/segm AP50 0.48/0.50;
+# 2fc 151 s (train 128 s, test 18 s), 0.66/0.67; 2fc after 60 iterations 0.47/0.49.
+#
+# Sampled RoIs: the 4-conv mask head costs about 0.9 GFLOP per positive RoI, so the RoIs
+# set the step time: 16 per image and stage, half of them positive (32 in an earlier demo:
+# 3.9 s a step; 16 learned faster per second: bbox/segm AP50 0.47/0.50 after 60 iterations
+# against 0.36/0.40 with 32, from the same pretraining, both with 4conv1fc heads). The
+# schedule is Faster R-CNN's, over 75 iterations (step decay at 56). The fine-tunes are not
+# seeded: with 4conv1fc heads, full demo runs after 75 iterations gave bbox/segm AP50 from
+# 0.42/0.45 to 0.58/0.61.
 _base_ = ['../cascade_mask_rcnn_resnest50_fpn.py', './_base_/shapes_coco.py']
 
 max_iters = 75
@@ -32,9 +40,8 @@ model = dict(
         mask_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
         bbox_head=[
             dict(
-                type='Shared4Conv1FCBBoxHead', in_channels=256, conv_out_channels=256,
-                fc_out_channels=1024, roi_feat_size=7, num_classes=3,
-                norm_cfg=dict(type='SyncBN', requires_grad=True), reg_class_agnostic=True,
+                type='Shared2FCBBoxHead', in_channels=256, fc_out_channels=1024,
+                roi_feat_size=7, num_classes=3, reg_class_agnostic=True,
                 bbox_coder=dict(
                     type='DeltaXYWHBBoxCoder', target_means=[0.0, 0.0, 0.0, 0.0],
                     target_stds=stds),
