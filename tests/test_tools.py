@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 from mmengine.hooks import Hook
+from mmengine.optim import build_optim_wrapper
 from tiny import (
     DEEPLABV3,
     FASTER_RCNN,
@@ -120,6 +121,25 @@ def test_cli_arguments_become_config_entries(tmp_path):
     assert cfg.test_evaluator.output_dir == 'labels' and cfg.visualizer.save_dir == 'pictures'
     with pytest.raises(ValueError, match=r'--tta needs tta_model and tta_pipeline'):
         build_test_config(FASTER_RCNN, str(checkpoint), tta=True)
+
+
+@pytest.mark.parametrize('config', [FASTER_RCNN, DEEPLABV3])
+def test_fused_optimizer_option_reaches_the_recipes_optimizer(config):
+    """README: ``--cfg-options optim_wrapper.optimizer.fused=True`` gives the recipe's own
+    optimizer as one fused kernel on the CPU, taking the same step as PyTorch's loop."""
+    steps = {}
+    for fused in (False, True):
+        cfg = build_train_config(config, cfg_options={'optim_wrapper.optimizer.fused': fused})
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8))
+        wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
+        assert type(wrapper.optimizer).__name__ == cfg.optim_wrapper.optimizer.type
+        assert wrapper.optimizer.defaults['fused'] is fused
+        for _ in range(2):  # the second step uses the momentum buffers
+            wrapper.update_params(model(torch.ones(2, 3, 8, 8)).square().mean())
+        steps[fused] = [p.detach().clone() for p in model.parameters()]
+    for loop, fused in zip(steps[False], steps[True], strict=True):
+        torch.testing.assert_close(fused, loop, rtol=1e-5, atol=1e-6)
 
 
 def test_train_then_test_a_detector(tmp_path):
