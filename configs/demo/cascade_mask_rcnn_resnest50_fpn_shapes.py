@@ -8,11 +8,12 @@
 # Box heads: MMDetection's standard Cascade R-CNN heads (two shared fc layers, as in
 # mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py) instead of the ResNeSt recipe's 4conv1fc
 # heads with SyncBN. Each 4conv1fc head runs four 3x3 convolutions of 256 channels on every
-# 7x7 RoI, about 0.23 GFLOP forward per RoI, three times per image: in a training step
+# 7x7 RoI, about 0.23 GFLOP forward per RoI, in each of the three stages: in a training step
 # (32 sampled RoIs a stage) their convolutions took 0.56 s of 1.9 s, and at test (50 proposals
-# an image) they were most of the time. Measured on a 2-core AMD EPYC from one pretraining,
-# 75 iterations each: 4conv1fc 206 s (train 170 s, test 31 s), bbox/segm AP50 0.48/0.50;
-# 2fc 151 s (train 128 s, test 18 s), 0.66/0.67; 2fc after 60 iterations 0.47/0.49.
+# an image) the val split took 31 s with them, 18 s without. Measured on a 2-core AMD EPYC
+# from one pretraining, 75 iterations each: 4conv1fc 206 s (train 170 s, test 31 s),
+# bbox/segm AP50 0.48/0.50; 2fc 151 s (train 128 s, test 18 s), 0.66/0.67; 2fc after 60
+# iterations 0.47/0.49. Three full demo runs with 2fc heads: 0.62/0.62, 0.55/0.56, 0.60/0.60.
 #
 # Sampled RoIs: the 4-conv mask head costs about 0.9 GFLOP per positive RoI, so the RoIs
 # set the step time: 16 per image and stage, half of them positive (32 in an earlier demo:
