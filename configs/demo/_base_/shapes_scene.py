@@ -27,8 +27,8 @@ shapes_scene = dict(
 # The crops' shapes have the detection scenes' pixel size (radius 0.30-0.45 of a 64 px crop).
 # Its quality sets what the fine-tuning reaches, so it gets the largest share of the budget:
 # 240 iterations of 16 crops reached 86 % held-out crop accuracy (60 of 32: 73 %), and from it
-# Faster R-CNN reached bbox AP50 0.57 in 80 iterations where the 59 % pretraining gave 0.32 in
-# 100. Batches of 16 learn as fast per crop as batches of 32 and give twice the steps. With
+# Faster R-CNN reached bbox AP50 0.57 in 80 iterations where the earlier 60 x 32 pretraining
+# from PyTorch's layer defaults (61 % in that demo run) gave 0.32 in 100. Batches of 16 learn as fast per crop as batches of 32 and give twice the steps. With
 # the fused AdamW kernel (resnest_mm/apis/pretrain.py) the same seed gives 82 %: the kernel
 # rounds differently, and the run takes another path.
 shapes_pretrain = dict(
