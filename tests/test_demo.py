@@ -146,8 +146,9 @@ def test_demo_run_pretrains_trains_evaluates_draws_and_reports(tmp_path, capsys)
     assert pretrained['fc.weight'].shape[0] == 4  # background + three shapes
     # every model loaded it: norm_eval keeps the pretrained BN statistics through training
     for name in DEMOS:
-        trained = torch.load(work / name / 'iter_2.pth', weights_only=False)['state_dict']
-        torch.testing.assert_close(trained['backbone.stem.1.running_mean'],
+        saved = torch.load(work / name / 'iter_2.pth', weights_only=False)
+        assert 'optimizer' not in saved and 'meta' in saved  # weights for tools/infer.py only
+        torch.testing.assert_close(saved['state_dict']['backbone.stem.1.running_mean'],
                                    pretrained['conv1.1.running_mean'])
 
     overview = cv2.imread(str(work / 'overview.png'))
