@@ -49,6 +49,33 @@ def test_a_failing_parity_row_fails_the_check(monkeypatch, capsys, tmp_path):
     assert 'CHECK FAILED' in capsys.readouterr().out
 
 
+def test_a_part_that_raises_is_a_fail_row_and_the_rest_still_runs(monkeypatch, capsys,
+                                                                    tmp_path):
+    """One GPU run gets one try: an error in one benchmark case must not lose the others,
+    the table or the JSON."""
+    real, calls = gpu_check.run_benchmark, []
+
+    def first_case_runs_out_of_memory(cfg):
+        calls.append(cfg.batch)
+        if len(calls) == 1:
+            raise RuntimeError('out of memory\nmore lines')
+        return real(cfg)
+
+    monkeypatch.setattr(gpu_check, 'run_benchmark', first_case_runs_out_of_memory)
+    assert gpu_check.main(['--device', 'cpu', '--tiny', '--repeats', '1',
+                           '--out-dir', str(tmp_path)]) == 1
+    first, second = gpu_check.TINY_CASES
+    assert calls == [first.batch, second.batch]
+    result = json.loads((tmp_path / 'gpu_check.json').read_text())
+    name = f'benchmark b{first.batch} {first.size[0]}x{first.size[1]}'
+    assert result['errors'] == {name: 'RuntimeError: out of memory'}
+    assert [b['config']['batch'] for b in result['benchmarks']] == [second.batch]
+    assert all(row['ok'] for row in result['parity'] + result['recipes'])
+    out = capsys.readouterr().out
+    assert f'| {name} | - | FAIL | RuntimeError: out of memory |' in out
+    assert 'CHECK FAILED' in out and '| recipes on vs off: bit-identical | bfloat16 | pass |' in out
+
+
 def test_cuda_is_refused_without_a_gpu(monkeypatch, capsys):
     monkeypatch.setattr('torch.cuda.is_available', lambda: False)
     assert gpu_check.main(['--device', 'cuda']) == 2

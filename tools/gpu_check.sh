@@ -24,18 +24,20 @@ SITE=/tmp/site
 # pyyaml, regex, tqdm, six, packaging, pillow are there).
 PACKAGES="mmengine==0.10.7 mmdet==3.3.0 mmsegmentation==1.2.2 addict==2.4.0 yapf==0.43.0
 termcolor==3.1.0 terminaltables==3.1.10 platformdirs==4.3.8 tomli==2.2.1 ftfy==6.3.1 wcwidth==0.2.13
-setuptools==69.5.1"
+setuptools==79.0.1"
 BINARY_PACKAGES="pycocotools==2.0.10 shapely==2.1.1"
 MMCV_SDIST=mmcv==2.1.0
 
 fetch() {
-  mkdir -p "$WHEELS"
+  rm -rf "$WHEELS" && mkdir -p "$WHEELS"
   local platform="--only-binary=:all: --python-version 3.12 --implementation cp
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64
     --platform manylinux2014_x86_64"
   # shellcheck disable=SC2086
   python3 -m pip download -q --no-deps $platform -d "$WHEELS" $PACKAGES $BINARY_PACKAGES
-  python3 -m pip download -q --no-deps --no-binary=:all: -d "$WHEELS" "$MMCV_SDIST"
+  # no build isolation: mmcv's setup.py imports pkg_resources, which the newest setuptools lacks
+  python3 -m pip download -q --no-deps --no-build-isolation --no-binary=:all: -d "$WHEELS" \
+    "$MMCV_SDIST"
   du -sh "$WHEELS"
 }
 
@@ -48,15 +50,20 @@ install_stack() {
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
     --target "$SITE" "$WHEELS"/*.whl
   export PYTHONPATH=$SITE:${PYTHONPATH:-}
-  echo "gpu_check: building mmcv with its CPU ops (CUDA hidden), $(nproc) jobs"
-  local start=$SECONDS
+  echo "gpu_check: building mmcv with its CPU ops (CUDA hidden), $(nproc) jobs," \
+    "ninja: $(command -v ninja || echo 'none, one file at a time')"
+  local start=$SECONDS log
+  log=$(cd "$OUT_DIR" && pwd)/mmcv-build.log
   rm -rf /tmp/mmcv-src && mkdir -p /tmp/mmcv-src
   tar -xzf "$WHEELS"/mmcv-2.1.0.tar.gz -C /tmp/mmcv-src
   (cd /tmp/mmcv-src/mmcv-2.1.0 && CUDA_VISIBLE_DEVICES= FORCE_CUDA=0 MMCV_WITH_OPS=1 \
-    MAX_JOBS=$(nproc) timeout 600 python3 setup.py -q build_ext --inplace >/tmp/mmcv-build.log 2>&1) \
-    || { tail -20 /tmp/mmcv-build.log; echo 'gpu_check: the mmcv build failed'; exit 3; }
+    MAX_JOBS=$(nproc) timeout 360 python3 setup.py -q build_ext --inplace >"$log" 2>&1) \
+    || { tail -20 "$log"; echo "gpu_check: the mmcv build failed or ran past 360 s ($log)"; exit 3; }
   export PYTHONPATH=/tmp/mmcv-src/mmcv-2.1.0:$PYTHONPATH
   echo "gpu_check: mmcv built in $((SECONDS - start)) s"
+  python3 -c 'import mmcv.ops, mmengine, mmdet.models; print("gpu_check: mmcv",
+    mmcv.__version__, "mmengine", mmengine.__version__, "mmdet", mmdet.__version__)' \
+    || { echo 'gpu_check: the installed stack does not import'; exit 3; }
 }
 
 if [[ ${1:-} == --fetch ]]; then
@@ -74,12 +81,12 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 export PYTHONPATH=$REPO:${PYTHONPATH:-}
+mkdir -p "$OUT_DIR"
 if ! have_stack; then
   [[ -d $WHEELS ]] || { echo "gpu_check: no mmcv/mmdet here and no $WHEELS (run --fetch where PyPI is reachable, then carry .whl)" >&2; exit 2; }
   install_stack
   export PYTHONPATH=$REPO:$PYTHONPATH
 fi
-mkdir -p "$OUT_DIR"
 python3 -c 'import torch; print("gpu_check: torch", torch.__version__, "cuda", torch.cuda.is_available())'
 PYTHONUNBUFFERED=1 python3 -m resnest_mm.benchmark.gpu_check "${ARGS[@]}" --out-dir "$OUT_DIR" \
   2>&1 | tee "$OUT_DIR/gpu_check.log"

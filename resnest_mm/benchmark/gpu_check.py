@@ -9,7 +9,9 @@
 3. The benchmark (:func:`run_benchmark`) with AMP and channels_last at batch 32 at 224x224 and
    batch 2 at 1024x1024, against MMDetection's ResNeSt and ResNet.
 
-Prints one Markdown table and writes ``gpu_check.json``. ``--device cpu --tiny`` runs the same
+Prints one Markdown table and writes ``gpu_check.json`` (after every part, so a run cut short
+keeps what it measured). A part that raises is a FAIL row with its error, and the other parts
+still run: there is one GPU run to get everything from. ``--device cpu --tiny`` runs the same
 on a small model in seconds (the default tests do, so the check cannot rot).
 
     python -m resnest_mm.benchmark.gpu_check --device cuda --out-dir $OUT
@@ -20,6 +22,8 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import torch
@@ -64,6 +68,10 @@ def _train_step(model, image, dtype: str | None, device: str):
     return [o.float() for o in outputs], grads
 
 
+def _finite(outputs: list[torch.Tensor], grads: dict) -> bool:
+    return all(bool(t.isfinite().all()) for t in [*outputs, *grads.values()])
+
+
 def _relative_error(a: list[torch.Tensor], b: list[torch.Tensor]) -> float:
     diff = max((x - y).abs().max().item() for x, y in zip(a, b, strict=True))
     scale = max(y.abs().max().item() for y in b)
@@ -80,11 +88,13 @@ def check_parity(models: dict, image: torch.Tensor, device: str) -> list[dict]:
         assert grads[OURS].keys() == grads[MMDET].keys()
         names = sorted(grads[OURS])
         key = dtype or 'float32'
+        # fp16 without loss scaling can overflow: say so rather than report a NaN error
+        finite = all(_finite(outs[name], grads[name]) for name in (OURS, MMDET))
         output_error = _relative_error(outs[OURS], outs[MMDET])
         grad_error = max(_relative_error([grads[OURS][n]], [grads[MMDET][n]]) for n in names)
         rows.append(dict(precision=key, output_rel_error=output_error,
-                         grad_rel_error=grad_error, tolerance=PARITY_TOL[key],
-                         ok=max(output_error, grad_error) <= PARITY_TOL[key]))
+                         grad_rel_error=grad_error, tolerance=PARITY_TOL[key], finite=finite,
+                         ok=finite and max(output_error, grad_error) <= PARITY_TOL[key]))
     return rows
 
 
@@ -105,39 +115,81 @@ def check_recipes(model, image: torch.Tensor, device: str) -> list[dict]:
     return rows
 
 
-def _deterministic(device: str) -> None:
+@contextmanager
+def _exact_kernels(device: str):
+    """Deterministic cuDNN kernels and no TF32 (cuDNN uses it for fp32 convolutions by
+    default), for the parity and recipe checks; the speed runs get the defaults back."""
     torch.manual_seed(0)
-    if device == 'cuda':
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
+    if device != 'cuda':
+        yield
+        return
+    flags = (torch.backends.cudnn, 'benchmark', False), (torch.backends.cudnn, 'deterministic',
+             True), (torch.backends.cudnn, 'allow_tf32', False), (
+                 torch.backends.cuda.matmul, 'allow_tf32', False)
+    saved = [getattr(obj, name) for obj, name, _ in flags]
+    for obj, name, value in flags:
+        setattr(obj, name, value)
+    try:
+        yield
+    finally:
+        for (obj, name, _), value in zip(flags, saved, strict=True):
+            setattr(obj, name, value)
+
+
+def _error(exc: BaseException) -> str:
+    return f'{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""}'[:300]
 
 
 def run_check(device: str = 'cuda', tiny: bool = False, repeats: int = 11,
-              threads: int | None = None) -> dict:
-    """The three parts of the check; returns a JSON-serialisable result with ``ok``."""
+              threads: int | None = None,
+              save: Callable[[dict], object] | None = None) -> dict:
+    """The three parts of the check; returns a JSON-serialisable result with ``ok``.
+
+    A part that raises is recorded in ``errors`` (``{part: message}``) and the next one runs;
+    ``save`` (if given) receives the result so far after every part.
+    """
     model_kwargs = TINY_MODEL if tiny else dict(depth=50)
-    _deterministic(device)
-    cfg = BenchmarkConfig(device=device, batch=2, size=(64, 64) if tiny else (224, 224),
-                          reference='none', threads=threads, **model_kwargs)
-    models = build_backbones(cfg)
-    for model in models.values():
-        model.to(device)
-    image = torch.randn(cfg.batch, 3, *cfg.size, generator=torch.Generator().manual_seed(1))
-    image = image.to(device)
-    parity = check_parity(models, image, device)
-    recipes = check_recipes(models[OURS], image, device)
-    torch.backends.cudnn.deterministic = False  # the speed runs use the fast kernels
-    benchmarks = []
-    for case in TINY_CASES if tiny else FULL_CASES:
+    cases = TINY_CASES if tiny else FULL_CASES
+    result = dict(kind='gpu_check', device=device, tiny=tiny, machine=machine_info(device),
+                  parity=[], recipes=[], benchmarks=[], errors={}, ok=False,
+                  cases=[asdict(case) for case in cases])
+
+    def part(name: str, fn: Callable[[], object]):
+        try:
+            return fn()
+        except Exception as exc:  # one GPU run: record it and go on
+            result['errors'][name] = _error(exc)
+            return None
+        finally:
+            if save is not None:
+                save(result)
+
+    with _exact_kernels(device):
+        cfg = BenchmarkConfig(device=device, batch=2, size=(64, 64) if tiny else (224, 224),
+                              reference='none', threads=threads, **model_kwargs)
+        models = part('build', lambda: {n: m.to(device) for n, m in build_backbones(cfg).items()})
+        if models is not None:
+            image = torch.randn(cfg.batch, 3, *cfg.size,
+                                generator=torch.Generator().manual_seed(1)).to(device)
+            result['parity'] = part('parity', lambda: check_parity(models, image, device)) or []
+            result['recipes'] = part(
+                'recipes', lambda: check_recipes(models[OURS], image, device)) or []
+    for case in cases:
         bench_cfg = BenchmarkConfig(
             device=device, amp=True, memory_format='channels_last', batch=case.batch,
             size=case.size, repeats=repeats, warmup=2 if device == 'cuda' else 1,
             reference='ResNet', threads=threads, flops_size=None, **model_kwargs)
-        benchmarks.append(run_benchmark(bench_cfg))
-    ok = all(row['ok'] for row in parity + recipes)
-    return dict(kind='gpu_check', device=device, tiny=tiny, machine=machine_info(device),
-                parity=parity, recipes=recipes, benchmarks=benchmarks, ok=ok,
-                cases=[asdict(case) for case in (TINY_CASES if tiny else FULL_CASES)])
+        bench = part(f'benchmark b{case.batch} {case.size[0]}x{case.size[1]}',
+                     lambda c=bench_cfg: run_benchmark(c))
+        if bench is not None:
+            result['benchmarks'].append(bench)
+        if device == 'cuda':
+            torch.cuda.empty_cache()
+    rows = result['parity'] + result['recipes']
+    result['ok'] = bool(rows) and all(row['ok'] for row in rows) and not result['errors']
+    if save is not None:
+        save(result)
+    return result
 
 
 def format_check(result: dict) -> str:
@@ -147,7 +199,8 @@ def format_check(result: dict) -> str:
         lines.append(
             f"| ours vs mmdet: outputs, gradients | {row['precision']} | "
             f"{'pass' if row['ok'] else 'FAIL'} | rel. error {row['output_rel_error']:.2g}, "
-            f"{row['grad_rel_error']:.2g} (tol {row['tolerance']:g}) |")
+            f"{row['grad_rel_error']:.2g} (tol {row['tolerance']:g})"
+            f"{'' if row['finite'] else '; non-finite values'} |")
     for row in result['recipes']:
         lines.append(
             f"| recipes on vs off: bit-identical | {row['precision']} | "
@@ -166,6 +219,8 @@ def format_check(result: dict) -> str:
             f"{r['train_peak_memory']:.3f}; ours/ResNet train "
             f"{r['ours_over_mmdet.ResNet_train_time']:.3f}, inference "
             f"{r['ours_over_mmdet.ResNet_inference_time']:.3f} |")
+    for name, message in result['errors'].items():
+        lines.append(f'| {name} | - | FAIL | {message.replace("|", "/")} |')
     machine = result['machine']
     lines.append('')
     lines.append(f"device {result['device']}: {machine.get('gpu', machine['cpu'])}, torch "
@@ -186,9 +241,11 @@ def main(argv=None) -> int:
         print("gpu_check: --device='cuda' is invalid; CUDA is not available here "
               '(torch.cuda.is_available() is False); use --device cpu', file=sys.stderr)
         return 2
-    result = run_check(args.device, args.tiny, args.repeats, args.threads)
+    out_file = f'{args.out_dir}/gpu_check.json'
+    result = run_check(args.device, args.tiny, args.repeats, args.threads,
+                       save=lambda partial: write_json(partial, out_file))
     print(format_check(result))
-    print(f"wrote {write_json(result, f'{args.out_dir}/gpu_check.json')}")
+    print(f'wrote {out_file}')
     return 0 if result['ok'] else 1
 
 
