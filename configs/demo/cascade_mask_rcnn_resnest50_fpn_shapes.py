@@ -87,7 +87,5 @@ optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, weight_decay=1e-4, fused=True))
 default_hooks = dict(
     logger=dict(interval=10),
-    # weights only, as in the Faster R-CNN demo
-    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1,
-                    save_optimizer=False))
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)

@@ -69,6 +69,4 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(interval=10),
-    # weights only, as in the Faster R-CNN demo
-    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1,
-                    save_optimizer=False))
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))

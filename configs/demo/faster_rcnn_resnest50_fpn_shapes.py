@@ -60,9 +60,5 @@ optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, weight_decay=1e-4, fused=True))
 default_hooks = dict(
     logger=dict(interval=10),
-    # weights only: the demo's checkpoints are for tools/infer.py, and AdamW's two moments
-    # would triple them (Cascade Mask R-CNN's: 902 MiB and 2.9 s to write with them, 301 MiB
-    # and 0.3 s without)
-    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1,
-                    save_optimizer=False))
+    checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))
 log_processor = dict(by_epoch=False)
