@@ -13,8 +13,8 @@
 # an image) the val split took 31 s with them, 18 s without. Measured on a 2-core AMD EPYC
 # from one pretraining, 75 iterations each: 4conv1fc 206 s (train 170 s, test 31 s),
 # bbox/segm AP50 0.48/0.50; 2fc 151 s (train 128 s, test 18 s), 0.66/0.67; 2fc after 60
-# iterations 0.47/0.49. Five full demo runs with 2fc heads: 0.62/0.62, 0.55/0.56, 0.60/0.60,
-# 0.63/0.65, 0.60/0.61.
+# iterations 0.47/0.49. Six full demo runs with 2fc heads: 0.62/0.62, 0.55/0.56, 0.60/0.60,
+# 0.63/0.65, 0.60/0.61, 0.67/0.67.
 #
 # Sampled RoIs: the 4-conv mask head costs about 0.9 GFLOP per positive RoI, so the RoIs
 # set the step time: 16 per image and stage, half of them positive (32 in an earlier demo:
