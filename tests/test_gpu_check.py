@@ -80,3 +80,12 @@ def test_cuda_is_refused_without_a_gpu(monkeypatch, capsys):
     monkeypatch.setattr('torch.cuda.is_available', lambda: False)
     assert gpu_check.main(['--device', 'cuda']) == 2
     assert "--device='cuda' is invalid" in capsys.readouterr().err
+
+
+def test_parity_runs_with_exact_kernels_and_the_speed_runs_get_the_defaults_back():
+    """TF32 (cuDNN's default for fp32 convolutions) would blur fp32 parity on a GPU."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic
+    with gpu_check._exact_kernels('cuda'):
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cudnn.deterministic) == before

@@ -123,9 +123,10 @@ def _exact_kernels(device: str):
     if device != 'cuda':
         yield
         return
-    flags = (torch.backends.cudnn, 'benchmark', False), (torch.backends.cudnn, 'deterministic',
-             True), (torch.backends.cudnn, 'allow_tf32', False), (
-                 torch.backends.cuda.matmul, 'allow_tf32', False)
+    flags = ((torch.backends.cudnn, 'benchmark', False),
+             (torch.backends.cudnn, 'deterministic', True),
+             (torch.backends.cudnn, 'allow_tf32', False),
+             (torch.backends.cuda.matmul, 'allow_tf32', False))
     saved = [getattr(obj, name) for obj, name, _ in flags]
     for obj, name, value in flags:
         setattr(obj, name, value)
