@@ -33,7 +33,8 @@ setup(
     python_requires='>=3.10',
     packages=find_packages(include=['resnest_mm', 'resnest_mm.*']),
     install_requires=[
-        'torch>=2.0',
+        # torch 2.1 to 2.13: mmcv 2.1.0 does not compile against 2.14's C++20 headers.
+        'torch>=2.1,<2.14',
         'mmengine>=0.10.0,<1.0',
         # mmdet 3.3 and mmseg 1.2 refuse mmcv 2.2; the compiled ops (RoIAlign, NMS) are needed.
         'mmcv>=2.0.0rc4,<2.2.0',

@@ -14,17 +14,17 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import torch
-
 from ..checkpoint import mmengine_safe_globals
+from ..compat import allowed_globals
 
 
 @contextlib.contextmanager
 def mmengine_checkpoint_globals() -> Iterator[None]:
-    """Within the block, ``torch.load`` accepts mmengine training checkpoints weights-only."""
-    safe_globals = getattr(torch.serialization, 'safe_globals', None)
-    if safe_globals is None:  # torch < 2.5 loads them without restriction
-        yield
-        return
-    with safe_globals(mmengine_safe_globals()):
+    """Within the block, ``torch.load`` accepts mmengine training checkpoints weights-only.
+
+    The block nests (:func:`resnest_mm.compat.allowed_globals`): a backbone reading its
+    pretrained file inside it leaves the list in place for mmengine's resume that follows.
+    torch < 2.6 loads without ``weights_only`` by default, so mmengine needs nothing there.
+    """
+    with allowed_globals(mmengine_safe_globals()):
         yield

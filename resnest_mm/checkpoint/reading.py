@@ -3,6 +3,11 @@
 A file carrying arbitrary pickled objects is refused. The only non-tensor objects allowed are
 those of an mmengine training checkpoint (numpy arrays and scalars, and the ``HistoryBuffer``
 of its ``message_hub``).
+
+torch < 2.5 has no way to add globals to its weights-only unpickler. There a file that torch
+refuses only for those objects (an mmengine training checkpoint) is read again through
+:class:`_RestrictedUnpickler`, which allows torch's tensor rebuilding and the same list and
+nothing else; a torch-version limit is never reported as a damaged file.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import types
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +23,7 @@ import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
 
+from ..compat import allowed_globals, has_safe_globals_api
 from .errors import CheckpointNotFoundError, CorruptCheckpointError, UnsafeCheckpointError
 
 
@@ -50,17 +57,15 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = 'cpu') -> 
     """
     path = Path(path)
     try:
-        with torch.serialization.safe_globals(mmengine_safe_globals()):
+        with allowed_globals(mmengine_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         detail = _refusal_detail(str(err))
         if detail is None:
             raise CorruptCheckpointError(_corrupt_message(path, err)) from None
-        raise UnsafeCheckpointError(
-            f'refusing to load {path}: it holds pickled Python objects beyond tensors and plain '
-            f'data ({detail}). Checkpoints are read with torch.load(weights_only=True) because '
-            'unpickling arbitrary objects can run code. If you trust where the file came from, '
-            're-save just its state dict with torch.save and load that.') from None
+        if not has_safe_globals_api():
+            return _load_restricted(path, map_location)
+        raise UnsafeCheckpointError(_unsafe_message(path, detail)) from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError, AttributeError) as err:
         if isinstance(err, FileNotFoundError):
             raise CheckpointNotFoundError(f'checkpoint file {path} does not exist.') from None
@@ -72,6 +77,9 @@ def _refusal_detail(message: str) -> str | None:
     refused = re.search(r'GLOBAL (\S+) was not an allowed global', message)
     if refused:
         return refused.group(1)
+    refused = re.search(r'Unsupported (?:class|global:) (?:GLOBAL )?(\S+)', message)  # torch < 2.5
+    if refused:
+        return refused.group(1)
     refused = re.search(r'Can only build .*? but got (\S+)|(getattr\(.*?\)) is not allowed',
                         message)
     if refused:
@@ -79,7 +87,60 @@ def _refusal_detail(message: str) -> str | None:
     return None
 
 
+def _unsafe_message(path: Path, detail: str) -> str:
+    return (f'refusing to load {path}: it holds pickled Python objects beyond tensors and plain '
+            f'data ({detail}). Checkpoints are read with torch.load(weights_only=True) because '
+            'unpickling arbitrary objects can run code. If you trust where the file came from, '
+            're-save just its state dict with torch.save and load that.')
+
+
 def _corrupt_message(path: Path, err: Exception) -> str:
     reason = str(err).split('\n')[0][:200] or type(err).__name__
     return (f'cannot read checkpoint {path}: the file is truncated, damaged or not a PyTorch '
             f'checkpoint ({type(err).__name__}: {reason}). Download or convert it again.')
+
+
+# What a state dict or an mmengine checkpoint needs from torch and the standard library, for
+# torch < 2.5 (storages are resolved by torch.load itself before ``find_class`` is asked).
+_TORCH_REBUILD = {
+    ('torch._utils', name) for name in (
+        '_rebuild_tensor', '_rebuild_tensor_v2', '_rebuild_tensor_v3', '_rebuild_parameter',
+        '_rebuild_parameter_with_state', '_rebuild_qtensor')
+} | {('torch._tensor', '_rebuild_from_type_v2'), ('torch', 'Size'), ('torch', 'device'),
+     ('torch', 'Tensor'), ('torch.nn.parameter', 'Parameter'), ('collections', 'OrderedDict'),
+     ('builtins', 'set'), ('builtins', 'frozenset'), ('builtins', 'slice')}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that builds tensors, plain data and :func:`mmengine_safe_globals` only."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _TORCH_REBUILD:
+            return super().find_class(module, name)
+        if module == 'torch' and isinstance(getattr(torch, name, None), torch.dtype):
+            return getattr(torch, name)
+        for entry in mmengine_safe_globals():
+            obj, qualname = entry if isinstance(entry, tuple) else (
+                entry, f'{entry.__module__}.{entry.__qualname__}')
+            if qualname == f'{module}.{name}':
+                return obj
+        raise pickle.UnpicklingError(f'GLOBAL {module}.{name} was not an allowed global')
+
+
+_RESTRICTED_PICKLE = types.SimpleNamespace(
+    __name__='resnest_mm_restricted_pickle', Unpickler=_RestrictedUnpickler,
+    load=lambda file, **kw: _RestrictedUnpickler(file, **kw).load())
+
+
+def _load_restricted(path: Path, map_location: Any) -> Any:
+    """torch < 2.5: ``torch.load`` through :class:`_RestrictedUnpickler`."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False,
+                          pickle_module=_RESTRICTED_PICKLE)
+    except pickle.UnpicklingError as err:
+        detail = _refusal_detail(str(err))
+        if detail is None:
+            raise CorruptCheckpointError(_corrupt_message(path, err)) from None
+        raise UnsafeCheckpointError(_unsafe_message(path, detail)) from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError, AttributeError) as err:
+        raise CorruptCheckpointError(_corrupt_message(path, err)) from None

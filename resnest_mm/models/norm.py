@@ -25,6 +25,8 @@ from torch import nn
 from torch.nn.modules import module as module_globals
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..compat import is_graph_capture
+
 _warned = False
 
 
@@ -33,13 +35,6 @@ def has_forward_hooks(module: nn.Module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks
                 or getattr(module_globals, '_global_forward_hooks', None)
                 or getattr(module_globals, '_global_forward_pre_hooks', None))
-
-
-def is_graph_capture() -> bool:
-    """Whether a tracer, ``torch.compile`` or ``torch.export`` (whose fake tensors have no data)
-    is running the forward rather than eager PyTorch."""
-    return (torch.jit.is_tracing() or torch.compiler.is_compiling()
-            or torch.compiler.is_exporting())
 
 
 def can_norm_in_place(norm: nn.Module, x: torch.Tensor) -> bool:

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..compat import is_compiling
+
 from .norm import batch_norm_in_place
 
 
@@ -178,7 +180,7 @@ def recipe_book() -> Iterator[RecipeBook | None]:
     into one.
     """
     if (not torch.is_grad_enabled() or torch.jit.is_tracing()
-            or torch.compiler.is_compiling()):
+            or is_compiling()):
         yield None
         return
     hooks = _innermost_hooks()

@@ -17,7 +17,9 @@ from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .norm import has_forward_hooks, is_graph_capture, norm_single_sample
+from ..compat import is_compiling, is_graph_capture
+
+from .norm import has_forward_hooks, norm_single_sample
 from .recompute import norm_relu, rebuild_in_backward, recipe_book
 from .scripting import scriptable_copy_of
 
@@ -106,7 +108,7 @@ def _weighted_sum_into(out: torch.Tensor, splits: torch.Tensor,
 
 @torch.jit.unused
 def _weighted_sum_eager(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+    if torch.jit.is_tracing() or is_compiling():
         # Plain ops export to ONNX and compile without graph breaks.
         return (splits * attn).sum(dim=1)
     if torch.is_grad_enabled() and (splits.requires_grad or attn.requires_grad):

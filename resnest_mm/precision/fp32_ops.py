@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 
 import torch
 
+from ..compat import autocast_enabled
+
 # (module, function) of each op; the op's module class (RoIAlign, DeformConv2dPack, ...) and
 # mmcv's batched_nms look the function up in that module at call time.
 FP32_OPS = (
@@ -61,7 +63,7 @@ def fp32_inputs(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if not torch.is_autocast_enabled('cpu'):
+        if not autocast_enabled('cpu'):
             return fn(*args, **kwargs)
         dtype = _reduced_dtype([*args, *kwargs.values()])
         if dtype is None:

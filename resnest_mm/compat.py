@@ -1,0 +1,119 @@
+"""The torch APIs newer than torch 2.1, reached in one place.
+
+resnest_mm supports torch 2.1 to 2.13. Every torch API that appeared after 2.1 is used through
+this module, which takes the plain path on an older torch where the API only makes things
+faster, and raises :class:`TorchTooOldError` (one line: the feature and the torch it needs)
+where a feature cannot work without it.
+
+| here | newer API | since |
+| --- | --- | --- |
+| :func:`is_compiling` | ``torch.compiler.is_compiling`` | 2.3 (``torch._dynamo`` before) |
+| :func:`is_exporting` | ``torch.compiler.is_exporting`` | 2.6 |
+| :func:`autocast_enabled` | ``torch.is_autocast_enabled(device_type)`` | 2.4 |
+| :func:`cpu_fused_optimizers` | ``fused=True`` for CPU SGD/Adam/AdamW | 2.4 |
+| :func:`allowed_globals` | ``torch.serialization.get_safe_globals`` and friends | 2.5 |
+| :func:`require` | ``torch.export``, CPU bf16 kernels, ... | per feature |
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from collections.abc import Iterable, Iterator
+
+import torch
+
+
+class TorchTooOldError(RuntimeError):
+    """A feature needs a newer torch than the installed one."""
+
+
+def torch_version(version: str | None = None) -> tuple[int, int]:
+    """``(major, minor)`` of ``version`` (default: the installed torch), e.g. ``(2, 1)``."""
+    match = re.match(r'(\d+)\.(\d+)', version or torch.__version__)
+    if match is None:
+        raise ValueError(f'cannot read a torch version from {version!r}')
+    return int(match.group(1)), int(match.group(2))
+
+
+def require(feature: str, minimum: str) -> None:
+    """Raise :class:`TorchTooOldError` unless the installed torch is at least ``minimum``."""
+    if torch_version() < torch_version(minimum):
+        raise TorchTooOldError(
+            f'{feature} needs torch >= {minimum}; this is torch {torch.__version__}. '
+            f'Install a newer torch (resnest_mm supports 2.1 to 2.13) or leave {feature} off.')
+
+
+def is_compiling() -> bool:
+    """Whether ``torch.compile`` (or ``torch.export``, which runs dynamo) traces the forward."""
+    compiler = getattr(torch, 'compiler', None)
+    if hasattr(compiler, 'is_compiling'):
+        return compiler.is_compiling()
+    dynamo = getattr(torch, '_dynamo', None)  # torch < 2.3: the same flag, under dynamo
+    return bool(dynamo is not None and dynamo.is_compiling())
+
+
+def is_exporting() -> bool:
+    """Whether ``torch.export`` traces the forward (before 2.6 it shows as compiling)."""
+    compiler = getattr(torch, 'compiler', None)
+    if hasattr(compiler, 'is_exporting'):
+        return compiler.is_exporting()
+    return is_compiling()
+
+
+def is_graph_capture() -> bool:
+    """Whether a tracer, ``torch.compile`` or ``torch.export`` (whose fake tensors have no
+    data) is running the forward rather than eager PyTorch."""
+    return torch.jit.is_tracing() or is_compiling() or is_exporting()
+
+
+def autocast_enabled(device_type: str = 'cpu') -> bool:
+    """``torch.is_autocast_enabled(device_type)``; before 2.4 the per-device functions."""
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # torch < 2.4 takes no argument and means CUDA
+        if device_type == 'cpu':
+            return torch.is_autocast_cpu_enabled()
+        return torch.is_autocast_enabled()
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_fused_optimizers() -> bool:
+    """Whether this torch has fused CPU kernels for SGD, Adam and AdamW (torch >= 2.4)."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    try:
+        torch.optim.AdamW([param], fused=True)
+    except RuntimeError:
+        return False
+    return True
+
+
+def has_safe_globals_api() -> bool:
+    """Whether ``torch.serialization`` lets code read and set its allow-list (torch >= 2.5)."""
+    serialization = torch.serialization
+    return all(hasattr(serialization, name) for name in (
+        'get_safe_globals', 'add_safe_globals', 'clear_safe_globals'))
+
+
+@contextlib.contextmanager
+def allowed_globals(entries: Iterable) -> Iterator[None]:
+    """Within the block, ``torch.load(weights_only=True)`` also accepts ``entries``.
+
+    Unlike ``torch.serialization.safe_globals``, blocks nest: leaving one restores exactly the
+    allow-list found on entering it, so an inner block with the same entries (a backbone reading
+    its pretrained file during a resumed run, say) does not take them from the outer one.
+    Without the API (torch < 2.5) it does nothing; :func:`resnest_mm.checkpoint.reading`
+    reads such files with its own restricted unpickler there.
+    """
+    if not has_safe_globals_api():
+        yield
+        return
+    serialization = torch.serialization
+    before = list(serialization.get_safe_globals())
+    serialization.add_safe_globals(list(entries))
+    try:
+        yield
+    finally:
+        serialization.clear_safe_globals()
+        serialization.add_safe_globals(before)
