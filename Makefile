@@ -1,7 +1,10 @@
 # The two commands of the README; each prepares the environment first (seconds once ready).
 PYTHON ?= python3
+# The oldest supported torch, in its own virtual environment (numpy < 2, mmcv compiled against it).
+COMPAT_VENV ?= .venv-compat
+COMPAT_TORCH ?= torch==2.1.2
 
-.PHONY: setup demo test test-slow lint
+.PHONY: setup setup-compat demo test test-compat test-slow lint
 
 setup:
 	$(PYTHON) tools/setup_env.py
@@ -11,6 +14,13 @@ demo: setup
 
 test: setup lint
 	$(PYTHON) -m pytest
+
+setup-compat:
+	$(PYTHON) tools/setup_env.py --venv $(COMPAT_VENV) --torch '$(COMPAT_TORCH)'
+
+# The same default suite on the oldest supported torch (first run: about 12 min of set-up).
+test-compat: setup-compat
+	$(COMPAT_VENV)/bin/python -m pytest
 
 test-slow: setup
 	$(PYTHON) -m pytest -m slow

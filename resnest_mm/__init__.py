@@ -3,14 +3,19 @@
 ``import resnest_mm`` (or ``custom_imports=dict(imports=['resnest_mm'])`` in a config)
 registers ``resnest_mm.ResNeSt`` (and ``resnest_mm.DropBlockScheduleHook``, the CPU
 mixed-precision wrapper and hooks of :mod:`resnest_mm.precision`); it imports
-neither mmdet nor mmseg.
+neither mmdet nor mmseg. It also lets weights-only ``torch.load`` read mmengine's training
+checkpoints (:func:`resnest_mm.checkpoint.allow_mmengine_checkpoints`), so that
+``--resume`` of mm's own tools works on torch >= 2.6.
 """
 
 from . import precision  # noqa: F401  (registers CPUAmpOptimWrapper, CPUAmpHook, ChannelsLastHook)
+from .checkpoint import allow_mmengine_checkpoints
 from .hooks import DropBlockScheduleHook
 from .models import RadixSoftmax, ResNeSt, ResNeStBottleneck, SplitAttentionConv2d
 from .registry import MODELS
 from .version import __version__
+
+allow_mmengine_checkpoints()
 
 __all__ = [
     'MODELS', 'DropBlockScheduleHook', 'RadixSoftmax', 'ResNeSt', 'ResNeStBottleneck',

@@ -8,13 +8,16 @@ on the CPU (:mod:`.distributed`), loading training checkpoints on torch >= 2.6
 
 from __future__ import annotations
 
+import logging
 import os.path as osp
 from pathlib import Path
 
 import torch
 from mmengine.config import Config
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from ..compat import cpu_fused_optimizers
 from ..engine import TrainingPreempted, find_resume_point, load_checked, make_preemptible
 from .checkpoint import mmengine_checkpoint_globals
 from .config import check_dataset_paths, codebase_of, load_config
@@ -67,6 +70,7 @@ def build_train_config(
         cfg.optim_wrapper.loss_scale = 'dynamic'
     if channels_last:
         _add_hook(cfg, 'resnest_mm.ChannelsLastHook')
+    plain_optimizer_where_unfused(cfg)
     if auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise ValueError(f'--auto-scale-lr needs auto_scale_lr.base_batch_size in {config}')
@@ -75,6 +79,20 @@ def build_train_config(
     if resume is not None:
         _set_resume(cfg, resume)
     return cfg
+
+
+def plain_optimizer_where_unfused(cfg: Config) -> None:
+    """``optimizer.fused=True`` on a CPU-only run with a torch lacking fused CPU optimizers
+    (before 2.4): PyTorch's per-parameter loop instead, announced in one line. Fusing only
+    makes the same update faster, so the run goes on."""
+    optimizer = cfg.get('optim_wrapper', {}).get('optimizer', {})
+    if (not isinstance(optimizer, dict) or not optimizer.get('fused')
+            or torch.cuda.is_available() or cpu_fused_optimizers()):
+        return
+    print_log(f'optim_wrapper.optimizer.fused=True needs torch >= 2.4 on the CPU; torch '
+              f'{torch.__version__} runs the same {optimizer.get("type")} update as its '
+              'per-parameter loop instead (slower).', logger='current', level=logging.WARNING)
+    optimizer.fused = None
 
 
 def _set_resume(cfg: Config, resume: str) -> None:

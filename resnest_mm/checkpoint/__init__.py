@@ -58,7 +58,7 @@ from .layouts import (
     unwrap_state_dict,
 )
 from .loading import PRETRAINED_KEYS, compare_state_dicts, load_pretrained, split_pretrained_cfg
-from .reading import load_checkpoint_file, mmengine_safe_globals
+from .reading import allow_mmengine_checkpoints, load_checkpoint_file, mmengine_safe_globals
 from .renaming import (
     D2_BLOCK_TO_MM,
     D2_STEM_TO_MM,
@@ -70,6 +70,7 @@ from .renaming import (
 from .reports import DEPTH_OF_BLOCKS, LoadReport, likely_cause
 
 __all__ = [
+    'allow_mmengine_checkpoints',
     'BN_STATS', 'CLASSIFIER_PREFIXES', 'D2_BLOCK_TO_MM', 'D2_STEM_TO_MM', 'DEPTH_OF_BLOCKS',
     'HASH_SUFFIX', 'KEY_TO_MM', 'LAYOUTS', 'MM_TO_OFFICIAL', 'OFFICIAL_FILES', 'OFFICIAL_TO_MM',
     'OFFICIAL_URL', 'OPENMMLAB_SCHEME', 'OPENMMLAB_URLS', 'PRETRAINED_KEYS', 'BackboneWeights',

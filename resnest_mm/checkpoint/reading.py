@@ -47,6 +47,19 @@ def mmengine_safe_globals() -> list:
     return allowed
 
 
+def allow_mmengine_checkpoints() -> None:
+    """Let every weights-only ``torch.load`` of this process read mmengine training checkpoints.
+
+    ``import resnest_mm`` calls this, so that MMDetection's and MMSegmentation's own
+    ``tools/train.py --resume`` (mmengine 0.10.7's plain ``torch.load``, weights-only by default
+    since torch 2.6) work with ``custom_imports=dict(imports=['resnest_mm'])``. Only
+    :func:`mmengine_safe_globals` is added: numpy data, ``HistoryBuffer`` and a ``getattr``
+    restricted to its statistics. Does nothing on a torch without the allow-list (< 2.5).
+    """
+    if has_safe_globals_api():
+        torch.serialization.add_safe_globals(mmengine_safe_globals())
+
+
 def load_checkpoint_file(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
     """``torch.load`` with ``weights_only=True``, turning failures into errors naming the file.
 
