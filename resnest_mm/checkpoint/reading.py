@@ -118,19 +118,22 @@ def _corrupt_message(path: Path, err: Exception) -> str:
 _TORCH_REBUILD = {
     ('torch._utils', name) for name in (
         '_rebuild_tensor', '_rebuild_tensor_v2', '_rebuild_tensor_v3', '_rebuild_parameter',
-        '_rebuild_parameter_with_state', '_rebuild_qtensor')
+        '_rebuild_parameter_with_state', '_rebuild_qtensor', '_rebuild_device_tensor_from_numpy')
 } | {('torch._tensor', '_rebuild_from_type_v2'), ('torch', 'Size'), ('torch', 'device'),
      ('torch', 'Tensor'), ('torch.nn.parameter', 'Parameter'), ('collections', 'OrderedDict'),
-     ('builtins', 'set'), ('builtins', 'frozenset'), ('builtins', 'slice')}
+     ('collections', 'Counter'), ('builtins', 'set'), ('builtins', 'bytearray'),
+     ('builtins', 'complex'), ('_codecs', 'encode')}
+_TORCH_CONSTANTS = (torch.dtype, torch.layout, torch.qscheme)
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that builds tensors, plain data and :func:`mmengine_safe_globals` only."""
 
     def find_class(self, module: str, name: str) -> Any:
+        module = {'__builtin__': 'builtins'}.get(module, module)  # torch.save's protocol 2
         if (module, name) in _TORCH_REBUILD:
             return super().find_class(module, name)
-        if module == 'torch' and isinstance(getattr(torch, name, None), torch.dtype):
+        if module == 'torch' and isinstance(getattr(torch, name, None), _TORCH_CONSTANTS):
             return getattr(torch, name)
         for entry in mmengine_safe_globals():
             obj, qualname = entry if isinstance(entry, tuple) else (
