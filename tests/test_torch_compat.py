@@ -19,7 +19,15 @@ import numpy as np
 import pytest
 import torch
 from mmengine.logging import HistoryBuffer
-from tiny import BACKBONE, DEEPLABV3, REPO, as_cli, tiny_segmentation_options
+from tiny import (
+    BACKBONE,
+    DEEPLABV3,
+    FASTER_RCNN,
+    REPO,
+    as_cli,
+    tiny_detection_options,
+    tiny_segmentation_options,
+)
 
 from resnest_mm import ResNeSt, compat
 from resnest_mm.apis import build_train_config
@@ -30,7 +38,7 @@ from resnest_mm.checkpoint import (
     mmengine_safe_globals,
 )
 from resnest_mm.checkpoint import reading as reading_module
-from resnest_mm.datasets import make_ade20k
+from resnest_mm.datasets import make_ade20k, make_coco
 
 NEW_TORCH = compat.torch_version() >= (2, 5)
 
@@ -150,20 +158,16 @@ class _no_allow_list:
 
 
 @pytest.mark.skipif(not NEW_TORCH, reason='torch < 2.6 loads mmengine checkpoints in full')
-def test_importing_the_plugin_lets_mmengine_resume_weights_only(tmp_path):
-    """MMDetection's own tools/train.py --resume calls mmengine's plain torch.load; with
-    custom_imports=['resnest_mm'] it reads mmengine's checkpoint on torch >= 2.6."""
+def test_importing_the_plugin_lets_mmengine_load_its_checkpoints_weights_only(tmp_path):
+    """mmengine 0.10.7's plain torch.load of its own checkpoint fails on torch >= 2.6 unless
+    resnest_mm is imported (as custom_imports does); other pickled objects stay refused."""
     path = tmp_path / 'iter_3.pth'
     _mmengine_like_checkpoint(path)
-    code = ('import torch, sys; {imp}'
-            'torch.load(sys.argv[1], map_location="cpu"); print("loaded")')
-    plain = subprocess.run([sys.executable, '-c', code.format(imp=''), str(path)],
-                           capture_output=True, text=True)
+    plain = subprocess.run([sys.executable, '-c', 'import sys, torch; torch.load(sys.argv[1])',
+                            str(path)], capture_output=True, text=True)
     assert plain.returncode != 0 and 'Weights only load failed' in plain.stderr
-    plugin = subprocess.run([sys.executable, '-c', code.format(imp='import resnest_mm; '),
-                             str(path)], capture_output=True, text=True)
-    assert plugin.returncode == 0, plugin.stderr[-2000:]
-    torch.save({'x': _Evil()}, tmp_path / 'evil.pth')  # still weights-only: others refused
+    assert torch.load(path)['meta']['iter'] == 3  # this process imported resnest_mm
+    torch.save({'x': _Evil()}, tmp_path / 'evil.pth')
     with pytest.raises(pickle.UnpicklingError, match='Weights only load failed'):
         torch.load(tmp_path / 'evil.pth')
 
@@ -189,6 +193,38 @@ def _train(config: Path, work_dir: Path, options: dict, *extra: str):
         [sys.executable, str(REPO / 'tools' / 'train.py'), str(config), '--work-dir',
          str(work_dir), *extra, *as_cli(opts)],
         capture_output=True, text=True, cwd=REPO, env={**os.environ, 'PYTHONPATH': str(REPO)})
+
+
+def test_mmdetections_own_train_tool_resumes_with_custom_imports(tmp_path):
+    """MMDetection's own tools/train.py (from the installed mmdet) with a config that imports
+    resnest_mm through custom_imports and loads a pretrained backbone: --resume continues."""
+    import mmdet
+    tool = Path(mmdet.__file__).parent / '.mim' / 'tools' / 'train.py'
+    assert tool.is_file(), f'mmdet ships no tools/train.py at {tool}'
+    weights = tmp_path / 'resnest14_tiny.pth'
+    torch.manual_seed(0)
+    torch.save({'state_dict': ResNeSt(**BACKBONE).state_dict()}, weights)
+    config = tmp_path / 'faster_rcnn_pretrained.py'
+    config.write_text(f"_base_ = {str(FASTER_RCNN)!r}\n"
+                      "custom_imports = dict(imports=['resnest_mm'], allow_failed_imports=False)\n"
+                      "model = dict(backbone=dict(init_cfg=dict(\n"
+                      f"    type='Pretrained', checkpoint={str(weights)!r})))\n")
+    root = str(make_coco(tmp_path / 'coco', num_train=2, num_val=1, height=64, width=64)) + '/'
+
+    def run(iters: int, *extra: str):
+        options = {k: v for k, v in tiny_detection_options(root, iters).items()
+                   if k != 'model.backbone.init_cfg'}
+        options.update({'default_hooks.checkpoint.interval': 1, 'log_level': 'INFO'})
+        return subprocess.run(
+            [sys.executable, str(tool), str(config), '--work-dir', str(tmp_path / 'w'), *extra,
+             *as_cli(options)], capture_output=True, text=True, cwd=tmp_path)
+
+    first = run(1)
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = run(2, '--resume')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert 'resumed epoch: 0, iter: 1' in resumed.stdout + resumed.stderr
+    assert (tmp_path / 'w' / 'iter_2.pth').exists()
 
 
 def test_resume_with_a_pretrained_backbone(tmp_path, pretrained_config):
