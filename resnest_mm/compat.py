@@ -12,6 +12,7 @@ where a feature cannot work without it.
 | :func:`autocast_enabled` | ``torch.is_autocast_enabled(device_type)`` | 2.4 |
 | :func:`cpu_fused_optimizers` | ``fused=True`` for CPU SGD/Adam/AdamW | 2.4 |
 | :func:`allowed_globals` | ``torch.serialization.get_safe_globals`` and friends | 2.5 |
+| :func:`event_span_ns` | ``KinetoEvent.start_ns`` and ``duration_ns`` (profiler) | 2.2 |
 | :func:`require` | ``torch.export``, CPU bf16 kernels, ... | per feature |
 """
 
@@ -117,3 +118,10 @@ def allowed_globals(entries: Iterable) -> Iterator[None]:
     finally:
         serialization.clear_safe_globals()
         serialization.add_safe_globals(before)
+
+
+def event_span_ns(event) -> tuple[int, int]:
+    """``(start, duration)`` in nanoseconds of a ``torch.profiler`` Kineto event."""
+    if hasattr(event, 'start_ns'):
+        return event.start_ns(), event.duration_ns()
+    return event.start_us() * 1000, event.duration_us() * 1000  # torch < 2.2

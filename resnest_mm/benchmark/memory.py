@@ -12,13 +12,15 @@ from collections.abc import Callable
 
 import torch
 
+from ..compat import event_span_ns
+
 PHASE_PREFIX = 'benchmark:'
 
 
 def _cpu_allocations(prof) -> list[tuple[int, int]]:
     """(time ns, bytes) of every CPU allocation (+) and free (-) a profiler recorded, in order."""
     cpu = torch.autograd.DeviceType.CPU
-    return sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+    return sorted((event_span_ns(e)[0], e.nbytes()) for e in prof.profiler.kineto_results.events()
                   if e.name() == '[memory]' and e.device_type() == cpu)
 
 
@@ -74,7 +76,7 @@ def cpu_span_allocations(run: Callable[[Callable[[str], object]], None],
 
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         run(lambda name: record_function(PHASE_PREFIX + name))
-    phases = {e.name()[len(PHASE_PREFIX):]: (e.start_ns(), e.start_ns() + e.duration_ns())
+    phases = {e.name()[len(PHASE_PREFIX):]: (event_span_ns(e)[0], sum(event_span_ns(e)))
               for e in prof.profiler.kineto_results.events()
               if e.name().startswith(PHASE_PREFIX)}
     allocations = _cpu_allocations(prof)
