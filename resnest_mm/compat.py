@@ -46,21 +46,21 @@ def require(feature: str, minimum: str) -> None:
             f'Install a newer torch (resnest_mm supports 2.1 to 2.13) or leave {feature} off.')
 
 
+# Resolved once: inside a compiled region dynamo must see a plain call of torch's function
+# (a lookup with hasattr there breaks the graph and then answers False).
+_compiler = getattr(torch, 'compiler', None)
+_is_compiling = getattr(_compiler, 'is_compiling', None) or torch._utils.is_compiling  # < 2.3
+_is_exporting = getattr(_compiler, 'is_exporting', None) or _is_compiling  # < 2.6
+
+
 def is_compiling() -> bool:
     """Whether ``torch.compile`` (or ``torch.export``, which runs dynamo) traces the forward."""
-    compiler = getattr(torch, 'compiler', None)
-    if hasattr(compiler, 'is_compiling'):
-        return compiler.is_compiling()
-    dynamo = getattr(torch, '_dynamo', None)  # torch < 2.3: the same flag, under dynamo
-    return bool(dynamo is not None and dynamo.is_compiling())
+    return _is_compiling()
 
 
 def is_exporting() -> bool:
     """Whether ``torch.export`` traces the forward (before 2.6 it shows as compiling)."""
-    compiler = getattr(torch, 'compiler', None)
-    if hasattr(compiler, 'is_exporting'):
-        return compiler.is_exporting()
-    return is_compiling()
+    return _is_exporting()
 
 
 def is_graph_capture() -> bool:

@@ -12,6 +12,7 @@ nothing else; a torch-version limit is never reported as a damaged file.
 
 from __future__ import annotations
 
+import importlib
 import os
 import pickle
 import re
@@ -36,7 +37,10 @@ def _restricted_getattr(obj: Any, name: str) -> Any:
 
 def mmengine_safe_globals() -> list:
     """Allow-list for mmengine training checkpoints: numpy data and the message hub's buffers."""
-    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    try:  # numpy 2; numpy 1.26 has a numpy._core without its submodules loaded
+        multiarray = importlib.import_module('numpy._core.multiarray')
+    except ImportError:
+        multiarray = importlib.import_module('numpy.core.multiarray')
     allowed: list = [HistoryBuffer, np.ndarray, np.dtype, (_restricted_getattr, 'builtins.getattr')]
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
@@ -69,8 +73,9 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = 'cpu') -> 
         CorruptCheckpointError: truncated, damaged or not a torch file.
     """
     path = Path(path)
+    allowed = mmengine_safe_globals()
     try:
-        with allowed_globals(mmengine_safe_globals()):
+        with allowed_globals(allowed):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         detail = _refusal_detail(str(err))
