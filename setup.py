@@ -44,7 +44,7 @@ def copy_mim_files(dst: Path) -> list[str]:
             raise FileNotFoundError(f'{src}: nothing to put into the wheel\'s .mim/')
         for source, target in files:
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            shutil.copy(source, target)  # keeps the mode: tools/*.sh stay executable
             written.append(str(target))
     return written
 

@@ -25,6 +25,8 @@ from resnest_mm import ResNeSt
 from resnest_mm import checkpoint as ckpt
 
 REPO = Path(__file__).resolve().parents[1]
+# Narrow stages (base_channels=16) keep the depth-50 layer structure at a sixteenth of the cost.
+NARROW = dict(stem_channels=32, base_channels=16)
 
 
 def _setup_env():
@@ -71,14 +73,15 @@ def classifier_checkpoint(backbone: torch.nn.Module, path: Path) -> Path:
 
 
 @pytest.mark.parametrize('arch', [
-    dict(depth=50),
-    dict(depth=50, stem_channels=32, radix=4, groups=2, base_width=40),
+    dict(depth=50, **NARROW),
+    dict(depth=50, radix=4, groups=2, base_width=40, **NARROW),
 ])
 def test_mmpretrain_resnest_loads_with_the_same_outputs(tmp_path, mmpretrain_resnest, arch):
     theirs_arch = {k: v for k, v in arch.items() if k != 'base_width'}
     if 'base_width' in arch:
         theirs_arch['width_per_group'] = arch['base_width']
-    theirs = randomize_(mmpretrain_resnest(out_indices=(0, 1, 2, 3), **theirs_arch), 7).eval()
+    theirs = randomize_(mmpretrain_resnest(out_indices=(0, 1, 2, 3), **theirs_arch), 7)
+    theirs.eval()  # mmpretrain's ResNet.train() returns None: no chaining
     keys = list(theirs.state_dict())
     assert 'stem.0.conv.weight' in keys and 'stem.2.bn.running_var' in keys
     assert 'layer1.0.downsample.0.weight' in keys  # stride 1: no pool before the shortcut conv
@@ -98,12 +101,13 @@ def test_mmpretrain_resnest_loads_with_the_same_outputs(tmp_path, mmpretrain_res
 def test_mmpretrain_backbone_converts_to_our_layout(tmp_path, mmpretrain_resnest, suffix):
     """A bare mmpretrain backbone state dict through convert_checkpoint (tools/convert_weights.py)
     to a file that loads into ours with plain ``load_state_dict``."""
-    theirs = randomize_(mmpretrain_resnest(depth=50, out_indices=(0, 1, 2, 3)), 3).eval()
+    theirs = randomize_(mmpretrain_resnest(depth=50, out_indices=(0, 1, 2, 3), **NARROW), 3)
+    theirs.eval()
     path = tmp_path / 'backbone.pth'
     torch.save(theirs.state_dict(), path)
     summary = ckpt.convert_checkpoint(path, tmp_path / f'converted{suffix}', to='openmmlab')
     assert summary.weights.layout == 'mmpretrain' and summary.path.suffix == suffix
-    ours = ResNeSt(depth=50).eval()
+    ours = ResNeSt(depth=50, **NARROW).eval()
     ours.load_state_dict(ckpt.to_openmmlab(ckpt.load_checkpoint_file(summary.path)).state_dict)
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
