@@ -182,7 +182,8 @@ def test_mim_trains_and_tests_a_tiny_config_of_the_installed_package(venv, tmp_p
     tools from resnest_mm/.mim/tools."""
     data = str(make_ade20k(tmp_path / 'ade', num_train=2, num_val=2, seed=0, height=64,
                            width=64)) + '/'
-    options = as_cli(tiny_segmentation_options(data, max_iters=2))
+    tiny = tiny_segmentation_options(data, max_iters=2)
+    options = as_cli(tiny)
     work = tmp_path / 'work'
     out = run_python(venv, ['-m', 'mim', 'train', 'resnest_mm', DEMO_SEG, '--gpus', '0',
                             '--work-dir', str(work), *options], cwd=tmp_path, timeout=600)
@@ -191,10 +192,12 @@ def test_mim_trains_and_tests_a_tiny_config_of_the_installed_package(venv, tmp_p
     checkpoint = work / 'iter_2.pth'
     assert checkpoint.is_file(), out[-3000:]
     out = run_python(venv, ['-m', 'mim', 'test', 'resnest_mm', DEMO_SEG, '--checkpoint',
-                            str(checkpoint), '--work-dir', str(tmp_path / 'test'), *options],
+                            str(checkpoint), '--work-dir', str(tmp_path / 'test'),
+                            *as_cli({**tiny, 'log_level': 'INFO'})],
                      cwd=tmp_path, timeout=600)
     assert '/site-packages/resnest_mm/.mim/tools/test.py' in out
-    assert 'mIoU' in out, out[-3000:]
+    assert 'Testing finished successfully' in out
+    assert 'mIoU' in out, out[-3000:]  # the metrics of the test run, logged at INFO
 
 
 def test_license_is_the_apache_2_text():
