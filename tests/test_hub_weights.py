@@ -9,6 +9,7 @@ that timm's ``model.safetensors`` files use.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -19,9 +20,11 @@ import pytest
 import torch
 from conftest import max_abs_diff, official_stage_outputs, randomize_
 from safetensors.torch import save_file
+from tiny import DEEPLABV3, as_cli, tiny_segmentation_options
 
 from resnest_mm import ResNeSt
 from resnest_mm import checkpoint as ckpt
+from resnest_mm.datasets import make_ade20k
 
 REPO = Path(__file__).resolve().parents[1]
 REVISION = '5a1c0ffee0ddba11c0ffee0ddba11c0ffee0ddba'
@@ -248,3 +251,28 @@ def test_damaged_safetensors_file_is_named(tmp_path):
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(ckpt.CorruptCheckpointError, match=r'broken\.safetensors.*safetensors'):
         ckpt.load_checkpoint_file(path)
+
+
+def test_train_tool_stops_at_set_up_when_hub_weights_cannot_be_fetched(hub_cache, monkeypatch,
+                                                                       tmp_path):
+    """tools/train.py with an hf-hub backbone that is neither cached nor downloadable: one line
+    before the Runner starts, as for a missing dataset."""
+    def no_client(repo_id, filename, cache_dir):
+        raise ImportError("No module named 'huggingface_hub'")
+
+    monkeypatch.setattr(ckpt.files, 'hf_hub_download', no_client)
+    data = str(make_ade20k(tmp_path / 'ade', num_train=1, num_val=1, seed=0, height=64,
+                           width=64)) + '/'
+    options = tiny_segmentation_options(data)
+    del options['model.backbone.init_cfg']  # keep the config's Pretrained entry, name it here
+    options['model.backbone.init_cfg.checkpoint'] = 'hf-hub:timm/resnest14d'
+    spec = importlib.util.spec_from_file_location('train_tool', REPO / 'tools' / 'train.py')
+    train_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tool)
+    with pytest.raises(SystemExit) as stop:
+        train_tool.main([str(DEEPLABV3), '--work-dir', str(tmp_path / 'w'), *as_cli(options)])
+    message = stop.value.code
+    assert isinstance(message, str) and '\n' not in message
+    assert message.startswith('train.py: error: ')
+    assert 'hf download timm/resnest14d.gluon_in1k model.safetensors' in message
+    assert not (tmp_path / 'w').exists()  # stopped before the Runner made its work dir

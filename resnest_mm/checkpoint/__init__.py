@@ -70,7 +70,14 @@ from .layouts import (
     to_openmmlab,
     unwrap_state_dict,
 )
-from .loading import PRETRAINED_KEYS, compare_state_dicts, load_pretrained, split_pretrained_cfg
+from .loading import (
+    PRETRAINED_KEYS,
+    compare_state_dicts,
+    fetch_pretrained_checkpoints,
+    load_pretrained,
+    pretrained_checkpoints,
+    split_pretrained_cfg,
+)
 from .reading import (
     allow_mmengine_checkpoints,
     load_checkpoint_file,
@@ -126,6 +133,7 @@ __all__ = [
     'dcn_offset',
     'detect_layout',
     'download',
+    'fetch_pretrained_checkpoints',
     'hf_hub_cache_dir',
     'hf_hub_cached_file',
     'hf_hub_download',
@@ -140,6 +148,7 @@ __all__ = [
     'mmpretrain_to_mm',
     'num_parameters',
     'parse_hf_hub_name',
+    'pretrained_checkpoints',
     'resolve_checkpoint',
     'resolve_hf_hub',
     'sha256_of',
