@@ -198,6 +198,11 @@ def test_mim_trains_and_tests_a_tiny_config_of_the_installed_package(venv, tmp_p
     assert '/site-packages/resnest_mm/.mim/tools/test.py' in out
     assert 'Testing finished successfully' in out
     assert 'mIoU' in out, out[-3000:]  # the metrics of the test run, logged at INFO
+    # mim reads the zoo from the package's .mim/model-index.yml.
+    out = run_python(venv, ['-m', 'mim', 'search', 'resnest_mm'], cwd=tmp_path)
+    zoo = yaml.safe_load((REPO / 'configs' / 'metafile.yml').read_text())['Models']
+    for model in zoo:
+        assert f'config id: {model["Name"]}\n' in out
 
 
 def test_license_is_the_apache_2_text():
