@@ -48,6 +48,7 @@ def copy_mim_files(dst: Path) -> list[str]:
             written.append(str(target))
     return written
 
+
 version: dict = {}
 exec((HERE / 'resnest_mm' / 'version.py').read_text(), version)
 

@@ -132,6 +132,7 @@ def hf_hub_download(repo_id: str, filename: str, cache_dir: Path) -> Path:
     """Download through ``huggingface_hub`` into ``cache_dir`` (a module-level function, so tests
     can replace it). Raises ImportError without the client."""
     from huggingface_hub import hf_hub_download as download_file
+    print_log(f'Downloading {filename} of {repo_id} into {cache_dir}', logger='current')
     return Path(download_file(repo_id, filename, cache_dir=str(cache_dir)))
 
 
@@ -150,7 +151,6 @@ def resolve_hf_hub(name: str) -> Path:
         return cached
     fetch = f'`hf download {repo_id} {HF_HUB_FILE}` (pip install "resnest_mm[hub]")'
     try:
-        print_log(f'Downloading {HF_HUB_FILE} of {repo_id} into {cache_dir}', logger='current')
         return hf_hub_download(repo_id, HF_HUB_FILE, cache_dir)
     except ImportError:
         reason = 'huggingface_hub is not installed'
