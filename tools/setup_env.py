@@ -13,7 +13,12 @@ virtual environment ``--venv PATH`` (made if missing, e.g. ``make test-compat``'
   without pip's cache: pip keys a cached wheel by mmcv's version, not by the torch it was
   compiled against, and would reuse one built for another torch;
 - mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2 (+ ftfy, regex, which it forgets);
-- this package in editable mode with its test extras.
+- this package in editable mode with its test extras;
+- openmim 0.3.9 with ``--no-deps`` (its dependency openxlab pins setuptools~=60.2 and
+  requests~=2.28, which would downgrade this environment; the tests extra holds what mim imports);
+- reference wheels the tests read without installing them (mmpretrain 1.2.0, whose ResNeSt the
+  tests import from the wheel: the package itself needs torchvision), into
+  ``RESNEST_MM_REFERENCE_WHEELS`` (default ``~/.cache/resnest_mm/wheels``).
 
 Only the standard library is used here, so it runs before anything else is installed.
 """
@@ -45,7 +50,10 @@ PINNED = {
 }
 UNPINNED = ['ftfy', 'regex']
 # The tests extra of setup.py: a missing one reinstalls this package with its extras.
-TEST_DEPS = ('pytest', 'ruff', 'resnest', 'onnx', 'onnxruntime', 'model-index')
+TEST_DEPS = ('pytest', 'ruff', 'resnest', 'onnx', 'onnxruntime', 'model-index', 'safetensors',
+             'huggingface_hub', 'pandas', 'tabulate', 'wheel')
+OPENMIM_VERSION = '0.3.9'
+REFERENCE_WHEELS = {'mmpretrain': '1.2.0'}
 
 
 def stop(message: str) -> None:
@@ -93,6 +101,30 @@ def mmcv_has_ops() -> bool:
     # A separate interpreter: a failed extension load must not poison this one.
     return subprocess.call([sys.executable, '-c', 'import mmcv._ext'],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) == 0
+
+
+def reference_wheel_dir() -> Path:
+    """Where the reference wheels are kept (``RESNEST_MM_REFERENCE_WHEELS``)."""
+    default = Path('~/.cache/resnest_mm/wheels').expanduser()
+    return Path(os.environ.get('RESNEST_MM_REFERENCE_WHEELS', default)).expanduser()
+
+
+def reference_wheel(name: str) -> Path | None:
+    """The downloaded wheel of reference package ``name`` at its pinned version, or None."""
+    found = sorted(reference_wheel_dir().glob(f'{name}-{REFERENCE_WHEELS[name]}-*.whl'))
+    return found[0] if found else None
+
+
+def fetch_reference_wheels() -> None:
+    """Download the missing reference wheels (``pip download --no-deps``; nothing installed)."""
+    for name, version in REFERENCE_WHEELS.items():
+        if reference_wheel(name) is not None:
+            continue
+        cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:',
+               '-d', str(reference_wheel_dir()), f'{name}=={version}']
+        print('+', ' '.join(cmd), flush=True)
+        if subprocess.call(cmd) != 0 or reference_wheel(name) is None:
+            stop(f'`{" ".join(cmd)}` failed; see the pip output above.')
 
 
 def editable_here() -> bool:
@@ -167,6 +199,9 @@ def main() -> None:
     test_deps_missing = any(version_of(d) is None for d in TEST_DEPS)
     if test_deps_missing or not editable_here():
         pip('--no-build-isolation', '-e', f'{REPO}[tests]', *pins)
+    if version_of('openmim') != OPENMIM_VERSION:
+        pip('--no-deps', f'openmim=={OPENMIM_VERSION}')
+    fetch_reference_wheels()
     print(f'setup_env: ready (torch {version_of("torch")}, mmcv {version_of("mmcv")}, '
           f'mmdet {version_of("mmdet")}, mmseg {version_of("mmsegmentation")})')
 

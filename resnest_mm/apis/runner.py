@@ -17,6 +17,7 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
+from ..checkpoint import fetch_pretrained_checkpoints
 from ..compat import cpu_fused_optimizers
 from ..engine import TrainingPreempted, find_resume_point, load_checked, make_preemptible
 from .checkpoint import mmengine_checkpoint_globals
@@ -224,7 +225,8 @@ USER_ERRORS = (FileNotFoundError, ValueError, RuntimeError, KeyError)
 
 
 def prepare_run(cfg: Config, mode: str) -> None:
-    """Check the datasets the run needs, then set up a CPU-distributed run if there is one.
+    """Check the datasets the run needs (and, to train, find or fetch the backbone's pretrained
+    file), then set up a CPU-distributed run if there is one.
 
     Safe to call twice. Args: ``cfg`` from :func:`build_train_config` or
     :func:`build_test_config`; ``mode`` 'train' or 'test' (which datasets must exist; a test
@@ -233,6 +235,8 @@ def prepare_run(cfg: Config, mode: str) -> None:
     if mode == 'test' and cfg.get('load_from'):
         load_checked(cfg.load_from)
     check_dataset_paths(cfg, mode)
+    if mode == 'train':  # training initialises the backbone from its pretrained file
+        fetch_pretrained_checkpoints(cfg.model)
     setup_cpu_distributed(cfg, cfg.launcher)
 
 

@@ -11,16 +11,21 @@ renaming script:
   ``stem.conv1_{1,2,3}`` with a ``.norm`` each, stages ``res2..res5``, norms nested as
   ``conv1.norm``/``conv3.norm``, shortcut ``shortcut`` (+ ``.norm``); a whole detector prefixes it
   with ``backbone.bottom_up.``. The split-attention keys (``conv2.*``) are the official ones.
+- ``mmpretrain``: mmpretrain's ResNeSt: stem of ConvModules ``stem.{0,1,2}.{conv,bn}``, the
+  stride-1 shortcut without its average pool (``downsample.{0,1}``); classifiers prefix it with
+  ``backbone.`` and add ``head.fc``.
 
 Any of them may be a bare state dict or wrapped in ``state_dict`` or ``model``. Everything is
 converted to the OpenMMLab layout; classifiers (``fc``, ``linear``) are dropped.
 
-Files are read with ``torch.load(weights_only=True)``: a file carrying arbitrary pickled objects
+Files are safetensors files (``.safetensors``, tensors only) or read with
+``torch.load(weights_only=True)``: a file carrying arbitrary pickled objects
 is refused. The only non-tensor objects allowed are those of an mmengine training checkpoint
 (numpy arrays and scalars, and the ``HistoryBuffer`` of its ``message_hub``).
 
-Modules, one concern each: ``files`` (short names, download, SHA-256), ``reading`` (safe
-``torch.load``), ``renaming`` (the key maps: official/timm and Detectron2 to OpenMMLab),
+Modules, one concern each: ``files`` (short names, ``hf-hub:`` names, download, SHA-256),
+``reading`` (safe ``torch.load``, safetensors), ``renaming`` (the key maps: official/timm,
+Detectron2 and mmpretrain to OpenMMLab),
 ``layouts`` (layout detection, backbone extraction), ``loading`` (strict load), ``reports``
 (what a load found and why it failed), ``convert`` (write a converted file), ``errors``.
 """
@@ -36,15 +41,23 @@ from .errors import (
 )
 from .files import (
     HASH_SUFFIX,
+    HF_HUB_FILE,
+    HF_HUB_MODELS,
+    HF_HUB_SCHEME,
     OFFICIAL_FILES,
     OFFICIAL_URL,
     OPENMMLAB_SCHEME,
     OPENMMLAB_URLS,
     checkpoint_url,
     download,
+    hf_hub_cache_dir,
+    hf_hub_cached_file,
+    hf_hub_download,
     hub_cache_path,
     known_names,
+    parse_hf_hub_name,
     resolve_checkpoint,
+    resolve_hf_hub,
     sha256_of,
     verify_sha256,
 )
@@ -57,14 +70,29 @@ from .layouts import (
     to_openmmlab,
     unwrap_state_dict,
 )
-from .loading import PRETRAINED_KEYS, compare_state_dicts, load_pretrained, split_pretrained_cfg
-from .reading import allow_mmengine_checkpoints, load_checkpoint_file, mmengine_safe_globals
+from .loading import (
+    PRETRAINED_KEYS,
+    compare_state_dicts,
+    fetch_pretrained_checkpoints,
+    load_pretrained,
+    pretrained_checkpoints,
+    split_pretrained_cfg,
+)
+from .reading import (
+    allow_mmengine_checkpoints,
+    load_checkpoint_file,
+    load_safetensors_file,
+    mmengine_safe_globals,
+)
 from .renaming import (
     D2_BLOCK_TO_MM,
     D2_STEM_TO_MM,
     KEY_TO_MM,
     MM_TO_OFFICIAL,
+    MMPRETRAIN_STEM_TO_MM,
     OFFICIAL_TO_MM,
+    key_map,
+    mmpretrain_to_mm,
     to_official,
 )
 from .reports import DEPTH_OF_BLOCKS, LoadReport, likely_cause
@@ -76,8 +104,12 @@ __all__ = [
     'D2_STEM_TO_MM',
     'DEPTH_OF_BLOCKS',
     'HASH_SUFFIX',
+    'HF_HUB_FILE',
+    'HF_HUB_MODELS',
+    'HF_HUB_SCHEME',
     'KEY_TO_MM',
     'LAYOUTS',
+    'MMPRETRAIN_STEM_TO_MM',
     'MM_TO_OFFICIAL',
     'OFFICIAL_FILES',
     'OFFICIAL_TO_MM',
@@ -101,14 +133,24 @@ __all__ = [
     'dcn_offset',
     'detect_layout',
     'download',
+    'fetch_pretrained_checkpoints',
+    'hf_hub_cache_dir',
+    'hf_hub_cached_file',
+    'hf_hub_download',
     'hub_cache_path',
+    'key_map',
     'known_names',
     'likely_cause',
     'load_checkpoint_file',
     'load_pretrained',
+    'load_safetensors_file',
     'mmengine_safe_globals',
+    'mmpretrain_to_mm',
     'num_parameters',
+    'parse_hf_hub_name',
+    'pretrained_checkpoints',
     'resolve_checkpoint',
+    'resolve_hf_hub',
     'sha256_of',
     'split_pretrained_cfg',
     'to_official',

@@ -12,10 +12,11 @@ from typing import Any
 
 import torch
 from mmengine.utils import ProgressBar
+from safetensors.torch import save_file
 
 from .files import resolve_checkpoint, sha256_of
 from .layouts import BackboneWeights, to_openmmlab
-from .reading import load_checkpoint_file
+from .reading import SAFETENSORS_SUFFIX, load_checkpoint_file
 from .renaming import to_official
 
 BN_STATS = ('running_mean', 'running_var', 'num_batches_tracked')
@@ -62,7 +63,8 @@ def convert_checkpoint(
 
     Args:
         src: Path, URL or short name of the input.
-        dst: Output path, before the hash is added (``resnest50_mm.pth``).
+        dst: Output path, before the hash is added (``resnest50_mm.pth``); a ``.safetensors``
+            name writes a safetensors file (the state dict; ``meta`` as its metadata).
         to: ``'openmmlab'`` (``{'state_dict': ..., 'meta': ...}``) or ``'official'`` (a bare
             state dict, as the official release).
         prefix: Backbone key prefix in the input. Default: detected.
@@ -96,7 +98,12 @@ def _save_with_hash(payload: Any, dst: Path) -> tuple[Path, str]:
     fd, tmp = tempfile.mkstemp(suffix='.tmp', dir=dst.parent)
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        if dst.suffix == SAFETENSORS_SUFFIX:  # tensors only: the state dict, meta as metadata
+            state_dict = payload.get('state_dict', payload)
+            meta = {k: str(v) for k, v in payload.get('meta', {}).items()}
+            save_file(state_dict, tmp, metadata=meta or None)
+        else:
+            torch.save(payload, tmp)
         digest = sha256_of(Path(tmp))
         suffix = dst.suffix or '.pth'
         final = dst.with_name(f'{dst.stem}-{digest[:8]}{suffix}')

@@ -11,12 +11,13 @@ import numpy as np
 import torch
 
 from .errors import UnknownLayoutError
-from .renaming import KEY_TO_MM
+from .renaming import key_map
 
 LAYOUTS = {
     'official': 'official ResNeSt / timm (conv1.*, bn1, fc)',
     'openmmlab': 'OpenMMLab backbone (stem.*)',
     'detectron2': 'Detectron2 ResNeSt (stem.conv1_*, res2..res5)',
+    'mmpretrain': 'mmpretrain ResNeSt (stem.{0,1,2}.conv/bn)',
 }
 CLASSIFIER_PREFIXES = ('fc.', 'linear.')
 
@@ -26,6 +27,8 @@ def detect_layout(keys: Iterable[str]) -> str | None:
     keys = list(keys)
     if any(k.startswith('stem.conv1_') or re.match(r'res[2-5]\.', k) for k in keys):
         return 'detectron2'
+    if any(re.match(r'stem\.\d+\.(conv|bn)\.', k) for k in keys):
+        return 'mmpretrain'
     if any(k.startswith('stem.') for k in keys):
         return 'openmmlab'
     if any(k.startswith(('conv1.', 'bn1.')) for k in keys):
@@ -122,7 +125,7 @@ def to_openmmlab(obj: Any, prefix: str | None = None, source: str = 'checkpoint'
             f'{source}: keys match no known ResNeSt layout (first keys: {stripped[:5]}); '
             f'supported: {"; ".join(LAYOUTS.values())}, bare or under state_dict/model, '
             "optionally prefixed with 'backbone.' or 'backbone.bottom_up.'.")
-    rename = KEY_TO_MM[layout]
+    rename = key_map(layout, stripped)
     converted, dropped = {}, []
     for key, short in zip(selected, stripped, strict=True):
         if not isinstance(state_dict[key], torch.Tensor):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -102,3 +103,37 @@ def split_pretrained_cfg(init_cfg: Any) -> tuple[dict | None, list[dict]]:
         raise ValueError("init_cfg=dict(type='Pretrained') needs checkpoint=PATH_OR_NAME.")
     cfg.pop('type')
     return cfg, others
+
+
+OUR_BACKBONE = 'resnest_mm.ResNeSt'
+
+
+def pretrained_checkpoints(model_cfg: Any) -> list[str]:
+    """The ``checkpoint`` of every ``resnest_mm.ResNeSt`` in a model config that loads one
+    (``init_cfg=dict(type='Pretrained', ...)`` or the deprecated ``pretrained=``)."""
+    found: list[str] = []
+    if isinstance(model_cfg, Mapping):
+        if model_cfg.get('type') == OUR_BACKBONE:
+            pretrained, _ = split_pretrained_cfg(model_cfg.get('init_cfg'))
+            if pretrained is not None:
+                found.append(pretrained['checkpoint'])
+            elif isinstance(model_cfg.get('pretrained'), (str, os.PathLike)):
+                found.append(model_cfg['pretrained'])
+        for value in model_cfg.values():
+            found += pretrained_checkpoints(value)
+    elif isinstance(model_cfg, (list, tuple)):
+        for value in model_cfg:
+            found += pretrained_checkpoints(value)
+    return found
+
+
+def fetch_pretrained_checkpoints(model_cfg: Any) -> list[Path]:
+    """Find (download if needed) the pretrained files of a model config before a run starts,
+    so that a missing one stops the set-up with its one-line error instead of a traceback from
+    the middle of the run.
+
+    Raises:
+        CheckpointNotFoundError: a file that is neither there nor downloadable (see
+            :func:`resolve_checkpoint`).
+    """
+    return [resolve_checkpoint(checkpoint) for checkpoint in pretrained_checkpoints(model_cfg)]

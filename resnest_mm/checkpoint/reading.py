@@ -1,4 +1,5 @@
-"""Reading a checkpoint file safely: ``torch.load(weights_only=True)`` with clear refusals.
+"""Reading a checkpoint file safely: ``torch.load(weights_only=True)`` with clear refusals, and
+safetensors files (the Hugging Face hub's ``model.safetensors``), which hold tensors only.
 
 A file carrying arbitrary pickled objects is refused. The only non-tensor objects allowed are
 those of an mmengine training checkpoint (numpy arrays and scalars, and the ``HistoryBuffer``
@@ -64,8 +65,33 @@ def allow_mmengine_checkpoints() -> None:
         torch.serialization.add_safe_globals(mmengine_safe_globals())
 
 
+SAFETENSORS_SUFFIX = '.safetensors'
+
+
+def load_safetensors_file(path: Path, map_location: Any = 'cpu') -> dict[str, torch.Tensor]:
+    """A safetensors file as a bare state dict (read on the CPU, then moved to ``map_location``).
+
+    Raises:
+        CorruptCheckpointError: truncated, damaged or not a safetensors file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+    try:
+        state_dict = load_file(str(path), device='cpu')
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        reason = str(err).split('\n')[0][:200] or type(err).__name__
+        raise CorruptCheckpointError(
+            f'cannot read checkpoint {path}: the file is truncated, damaged or not a '
+            f'safetensors file ({type(err).__name__}: {reason}). Download or convert it '
+            'again.') from None
+    if isinstance(map_location, (str, torch.device)) and torch.device(map_location).type != 'cpu':
+        state_dict = {k: v.to(map_location) for k, v in state_dict.items()}
+    return state_dict
+
+
 def load_checkpoint_file(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
-    """``torch.load`` with ``weights_only=True``, turning failures into errors naming the file.
+    """Read a checkpoint: a ``.safetensors`` file, or ``torch.load`` with ``weights_only=True``;
+    failures become errors naming the file.
 
     Raises:
         UnsafeCheckpointError: the file pickles objects other than tensors, plain data, numpy
@@ -73,6 +99,10 @@ def load_checkpoint_file(path: str | os.PathLike, map_location: Any = 'cpu') -> 
         CorruptCheckpointError: truncated, damaged or not a torch file.
     """
     path = Path(path)
+    if path.suffix == SAFETENSORS_SUFFIX:
+        if not path.exists():
+            raise CheckpointNotFoundError(f'checkpoint file {path} does not exist.')
+        return load_safetensors_file(path, map_location)
     allowed = mmengine_safe_globals()
     try:
         with allowed_globals(allowed):
