@@ -4,7 +4,7 @@ PYTHON ?= python3
 COMPAT_VENV ?= .venv-compat
 COMPAT_TORCH ?= torch==2.1.2
 
-.PHONY: setup setup-compat demo test test-compat test-slow lint
+.PHONY: setup setup-compat demo test test-compat test-package test-slow lint
 
 setup:
 	$(PYTHON) tools/setup_env.py
@@ -21,6 +21,10 @@ setup-compat:
 # The same default suite on the oldest supported torch (first run: about 12 min of set-up).
 test-compat: setup-compat
 	$(COMPAT_VENV)/bin/python -m pytest
+
+# The wheel installed into a fresh venv, then `mim train` / `mim test` with its configs and tools.
+test-package: setup
+	$(PYTHON) -m pytest -m slow tests/test_packaging.py
 
 test-slow: setup
 	$(PYTHON) -m pytest -m slow
