@@ -13,13 +13,16 @@ where a feature cannot work without it.
 | :func:`cpu_fused_optimizers` | ``fused=True`` for CPU SGD/Adam/AdamW | 2.4 |
 | :func:`allowed_globals` | ``torch.serialization.get_safe_globals`` and friends | 2.5 |
 | :func:`event_span_ns` | ``KinetoEvent.start_ns`` and ``duration_ns`` (profiler) | 2.2 |
-| :func:`require` | ``torch.export``, CPU bf16 kernels, ... | per feature |
+| :func:`torchscript_onnx_export` | ``torch.onnx.export(dynamo=False)`` | 2.5 |
+| :func:`export_dim` | ``torch.export.Dim`` (dynamic shapes of ``torch.export``) | 2.2 |
+| :func:`require` | any feature with a minimum torch | per feature |
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import re
 from collections.abc import Iterable, Iterator
 
@@ -125,3 +128,17 @@ def event_span_ns(event) -> tuple[int, int]:
     if hasattr(event, 'start_ns'):
         return event.start_ns(), event.duration_ns()
     return event.start_us() * 1000, event.duration_us() * 1000  # torch < 2.2
+
+
+def torchscript_onnx_export(*args, **kwargs) -> None:
+    """``torch.onnx.export`` with the TorchScript-based exporter, which torch >= 2.5 must be
+    asked for (``dynamo=False``) and older ones use anyway."""
+    if 'dynamo' in inspect.signature(torch.onnx.export).parameters:
+        kwargs['dynamo'] = False
+    torch.onnx.export(*args, **kwargs)
+
+
+def export_dim(name: str, min: int, max: int):
+    """``torch.export.Dim``: a dynamic dimension for ``torch.export.export`` (torch >= 2.2)."""
+    require('torch.export with dynamic shapes', '2.2')
+    return torch.export.Dim(name, min=min, max=max)

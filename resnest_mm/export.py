@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .build import build_from_config
+from .compat import torchscript_onnx_export
 from .models.fuse import fuse_conv_bn
 from .models.resnest import ResNeSt
 from .scriptable_segmentor import scriptable_segmentor_logits
@@ -86,9 +87,9 @@ def export_onnx(
         axes.update({name: {0: 'batch', 2: f'{name}_height', 3: f'{name}_width'}
                      for name in outputs})
     with torch.no_grad():
-        torch.onnx.export(
+        torchscript_onnx_export(
             model, (example,), str(path), input_names=['input'], output_names=outputs,
-            opset_version=opset, dynamic_axes=axes, dynamo=False)
+            opset_version=opset, dynamic_axes=axes)
     return path
 
 
