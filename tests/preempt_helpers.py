@@ -15,7 +15,11 @@
 import os
 import resource
 import signal
+import threading
+import time
+from pathlib import Path
 
+import torch
 from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
@@ -55,3 +59,119 @@ class PreemptTestDieHook(Hook):
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the kernel kills
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+# ----------------------------------------------------------------------------- chaos
+
+def _kill_now(group: bool = False) -> None:
+    if group:  # the whole job (launcher, every rank, data workers), as a lost node
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _kill_later(seconds: float, group: bool = False) -> None:
+    timer = threading.Timer(max(seconds, 0.0), _kill_now, kwargs={'group': group})
+    timer.daemon = True
+    timer.start()
+
+
+def _tensor_bytes(node) -> int:
+    if isinstance(node, torch.Tensor):
+        return node.numel() * node.element_size()
+    if isinstance(node, dict):
+        return sum(_tensor_bytes(v) for v in node.values())
+    if isinstance(node, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in node)
+    return 0
+
+
+@HOOKS.register_module()
+class ChaosKillHook(Hook):
+    """Kills its run at the moment ``RESNEST_TEST_CHAOS=<phase>:<n>:<fraction>[:group]`` says.
+
+    - ``iter:N:F``: SIGKILL during training iteration N, F of the way through it (a timer
+      thread, timed by the previous iteration of this process; the first one fires at once);
+    - ``val:N:F``: SIGKILL in the validation after iteration N, in its first batch, F of the
+      way through it (timed like ``iter``);
+    - ``save:N:F``: killed by the kernel (SIGXFSZ) when the checkpoint of iteration N has
+      F of its tensor bytes written (the file size limit), in the middle of the write;
+    - ``saved:N:0``: SIGKILL right after the save of iteration N, before the validation;
+    - ``:group`` kills the whole process group (every rank and the launcher) instead.
+
+    ``RESNEST_TEST_DIE_RANK`` limits it to one process. ``RESNEST_TEST_FILL=N`` fills the work
+    dir's file system (leaving a few KiB) just before the checkpoint of iteration N is written:
+    the write then fails with ENOSPC; the filler is ``<work_dir>/../filler``.
+    """
+
+    priority = 'LOWEST'  # after_train_iter: after the checkpoint hook's save
+
+    def __init__(self) -> None:
+        plan = (os.environ.get('RESNEST_TEST_CHAOS') or '').split(':')
+        self.phase = plan[0] if plan[0] else None
+        self.at = int(plan[1]) if self.phase else 0
+        self.fraction = float(plan[2]) if self.phase else 0.0
+        self.group = len(plan) > 3 and plan[3] == 'group'
+        rank = os.environ.get('RESNEST_TEST_DIE_RANK')
+        self.rank = None if rank is None else int(rank)
+        fill = os.environ.get('RESNEST_TEST_FILL')
+        self.fill_at = int(fill) if fill else None
+        self.iter_started = None
+        self.iter_seconds = None
+
+    def _mine(self, phase: str, iteration: int) -> bool:
+        return (self.phase == phase and iteration == self.at
+                and (self.rank is None or self.rank == get_rank()))
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        self.iter_started = time.perf_counter()
+        if self._mine('iter', runner.iter + 1):
+            _kill_later(self.fraction * (self.iter_seconds or 0.0), self.group)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        self.iter_seconds = time.perf_counter() - self.iter_started
+        if self._mine('saved', runner.iter + 1):
+            _kill_now(self.group)
+
+    def before_val_iter(self, runner, batch_idx, data_batch=None) -> None:
+        if batch_idx == 0 and self._mine('val', runner.iter):
+            _kill_later(self.fraction * (self.iter_seconds or 0.0), self.group)
+
+    def before_save_checkpoint(self, runner, checkpoint) -> None:
+        iteration = checkpoint['meta']['iter']
+        if self.fill_at == iteration:
+            _fill(Path(runner.work_dir).parent / 'filler')
+        if self._mine('save', iteration):
+            size = _tensor_bytes([checkpoint.get('state_dict'), checkpoint.get('optimizer')])
+            limit = max(int(size * self.fraction), 1)
+            signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the kernel kills
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _fill(filler: Path, leave: int = 16 * 1024) -> None:
+    """Write ``filler`` until its file system has about ``leave`` bytes free."""
+    with open(filler, 'ab') as f:
+        while True:
+            stats = os.statvfs(filler)
+            remaining = stats.f_bavail * stats.f_frsize - leave
+            if remaining < 4096:
+                return
+            try:
+                f.write(b'\0' * min(remaining, 1 << 20))
+                f.flush()
+            except OSError:
+                return
+
+
+@HOOKS.register_module()
+class HoldHook(Hook):
+    """``RESNEST_TEST_HOLD=<file>``: at the first training iteration, create ``<file>.ready``
+    and wait until ``<file>`` is removed (so a test knows the run is mid-training)."""
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        hold = os.environ.get('RESNEST_TEST_HOLD')
+        if not hold or not os.path.exists(hold):
+            return
+        Path(f'{hold}.ready').write_text(str(os.getpid()))
+        while os.path.exists(hold):
+            time.sleep(0.05)
