@@ -69,12 +69,6 @@ def _kill_now(group: bool = False) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _kill_later(seconds: float, group: bool = False) -> None:
-    timer = threading.Timer(max(seconds, 0.0), _kill_now, kwargs={'group': group})
-    timer.daemon = True
-    timer.start()
-
-
 def _tensor_bytes(node) -> int:
     if isinstance(node, torch.Tensor):
         return node.numel() * node.element_size()
@@ -89,13 +83,16 @@ def _tensor_bytes(node) -> int:
 class ChaosKillHook(Hook):
     """Kills its run at the moment ``RESNEST_TEST_CHAOS=<phase>:<n>:<fraction>[:group]`` says.
 
-    - ``iter:N:F``: SIGKILL during training iteration N, F of the way through it (a timer
-      thread, timed by the previous iteration of this process; the first one fires at once);
-    - ``val:N:F``: SIGKILL in the validation after iteration N, in its first batch, F of the
-      way through it (timed like ``iter``);
+    - ``iter:N:F``: SIGKILL during training iteration N, about F of the way through it (a timer
+      thread, timed by the shortest iteration this process has run; at the end of iteration
+      N, before its save, if the timer has not fired yet; the first iteration of a process is
+      killed at its start);
+    - ``val:N:F``: SIGKILL in the validation after iteration N, in its first batch (timed the
+      same way);
     - ``save:N:F``: killed by the kernel (SIGXFSZ) when the checkpoint of iteration N has
       F of its tensor bytes written (the file size limit), in the middle of the write;
-    - ``saved:N:0``: SIGKILL right after the save of iteration N, before the validation;
+    - ``saved:N:0``: SIGKILL right after the save of iteration N, before the validation
+      (:class:`ChaosAfterSaveHook`);
     - ``:group`` kills the whole process group (every rank and the launcher) instead.
 
     ``RESNEST_TEST_DIE_RANK`` limits it to one process. ``RESNEST_TEST_FILL=N`` fills the work
@@ -103,7 +100,7 @@ class ChaosKillHook(Hook):
     the write then fails with ENOSPC; the filler is ``<work_dir>/../filler``.
     """
 
-    priority = 'LOWEST'  # after_train_iter: after the checkpoint hook's save
+    priority = 'HIGHEST'  # after_train_iter: before the checkpoint hook's save
 
     def __init__(self) -> None:
         plan = (os.environ.get('RESNEST_TEST_CHAOS') or '').split(':')
@@ -115,37 +112,74 @@ class ChaosKillHook(Hook):
         self.rank = None if rank is None else int(rank)
         fill = os.environ.get('RESNEST_TEST_FILL')
         self.fill_at = int(fill) if fill else None
-        self.iter_started = None
-        self.iter_seconds = None
+        self.started = 0.0
+        self.shortest: float | None = None  # the shortest training iteration so far
+        self.timer: threading.Timer | None = None
 
-    def _mine(self, phase: str, iteration: int) -> bool:
+    def mine(self, phase: str, iteration: int) -> bool:
         return (self.phase == phase and iteration == self.at
                 and (self.rank is None or self.rank == get_rank()))
 
+    def _arm(self) -> None:
+        delay = self.fraction * (self.shortest or 0.0)
+        if delay <= 0:
+            _kill_now(self.group)
+        self.timer = threading.Timer(delay, _kill_now, kwargs={'group': self.group})
+        self.timer.daemon = True
+        self.timer.start()
+
     def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
-        self.iter_started = time.perf_counter()
-        if self._mine('iter', runner.iter + 1):
-            _kill_later(self.fraction * (self.iter_seconds or 0.0), self.group)
+        self.started = time.perf_counter()
+        if self.mine('iter', runner.iter + 1):
+            self._arm()
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
-        self.iter_seconds = time.perf_counter() - self.iter_started
-        if self._mine('saved', runner.iter + 1):
+        if self.timer is not None:  # the iteration was shorter than planned
             _kill_now(self.group)
+        took = time.perf_counter() - self.started
+        self.shortest = took if self.shortest is None else min(self.shortest, took)
 
     def before_val_iter(self, runner, batch_idx, data_batch=None) -> None:
-        if batch_idx == 0 and self._mine('val', runner.iter):
-            _kill_later(self.fraction * (self.iter_seconds or 0.0), self.group)
+        if batch_idx == 0 and self.mine('val', runner.iter):
+            self._arm()
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if self.timer is not None:
+            _kill_now(self.group)
 
     def before_save_checkpoint(self, runner, checkpoint) -> None:
         iteration = checkpoint['meta']['iter']
         if self.fill_at == iteration:
             _fill(Path(runner.work_dir).parent / 'filler')
-        if self._mine('save', iteration):
+        if self.mine('save', iteration):
             size = _tensor_bytes([checkpoint.get('state_dict'), checkpoint.get('optimizer')])
             limit = max(int(size * self.fraction), 1)
             signal.signal(signal.SIGXFSZ, signal.SIG_DFL)  # Python ignores it; the kernel kills
             resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@HOOKS.register_module()
+class ChaosAfterSaveHook(ChaosKillHook):
+    """The ``saved:N`` plans of :class:`ChaosKillHook`: SIGKILL after the checkpoint hook."""
+
+    priority = 'LOWEST'
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None) -> None:
+        pass
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        if self.mine('saved', runner.iter + 1):
+            _kill_now(self.group)
+
+    def before_val_iter(self, runner, batch_idx, data_batch=None) -> None:
+        pass
+
+    def after_val_iter(self, runner, batch_idx, data_batch=None, outputs=None) -> None:
+        pass
+
+    def before_save_checkpoint(self, runner, checkpoint) -> None:
+        pass
 
 
 def _fill(filler: Path, leave: int = 16 * 1024) -> None:

@@ -44,7 +44,7 @@ ITERS = 6
 
 # ----------------------------------------------------------------------------- helpers
 
-TEST_HOOKS = ('PreemptTestDieHook', 'ChaosKillHook', 'HoldHook')
+TEST_HOOKS = ('PreemptTestDieHook', 'ChaosKillHook', 'ChaosAfterSaveHook', 'HoldHook')
 
 
 def _config(tmp_path: Path, base: Path, extra: str = '', pretrained: Path | None = None) -> Path:
@@ -285,7 +285,7 @@ def test_tools_test_reads_the_resumed_runs_checkpoint(tmp_path, interrupted, ade
     assert len(logs) == 1, logs
     tested = json.loads(logs[0].read_text().splitlines()[-1])
     validated = _last_val_metrics(work_dir)
-    assert validated['iter'] == ITERS
+    assert validated['step'] == ITERS
     for key in ('aAcc', 'mIoU', 'mAcc'):
         assert tested[key] == validated[key], (key, tested, validated)
 
@@ -307,6 +307,8 @@ def test_tools_infer_reads_the_resumed_runs_checkpoint(tmp_path, interrupted, ad
     # infer.py takes no --cfg-options: the tiny settings go into a config file
     config = tmp_path / 'tiny_deeplabv3.py'
     cfg = load_config(seg_config, _segmentation(ade20k))
+    # MMSegInferencer reads test_dataloader's pipeline, inference_model test_pipeline
+    cfg.test_pipeline = cfg.test_dataloader.dataset.pipeline
     cfg.dump(str(config))
     run = subprocess.run(
         [sys.executable, str(REPO / 'tools' / 'infer.py'), str(image), str(config),
