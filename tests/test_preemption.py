@@ -113,6 +113,7 @@ def _train(config: Path, work_dir: Path, options: dict, die: str = '', resume: b
     else:
         from test_distributed import _free_port
         env['PORT'] = str(_free_port())
+        env['PYTHON'] = sys.executable  # tools/dist_run.sh's interpreter: this test's
         command = ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(config), str(processes),
                    *args]
     work_dir.parent.mkdir(parents=True, exist_ok=True)
