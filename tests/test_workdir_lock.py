@@ -7,6 +7,7 @@ first iteration, and two processes of tools/dist_train.sh.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from test_preemption import _config, _ok, _segmentation, _train, write_pretrained
-from tiny import DEEPLABV3, REPO
+from tiny import DEEPLABV3, REPO, tiny_segmentation_options
 
 from resnest_mm.apis import build_train_config, prepare_run
 from resnest_mm.apis.runner import end_run
@@ -48,10 +49,11 @@ def _holder(work_dir: Path, fork_child: bool = False) -> subprocess.Popen:
 
 
 def _kill(process: subprocess.Popen, group: bool = False) -> None:
-    if group:
-        os.killpg(process.pid, signal.SIGKILL)
-    else:
-        process.kill()
+    with contextlib.suppress(ProcessLookupError):  # it may have ended (a failed test)
+        if group:
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
     process.wait(timeout=60)
 
 
@@ -99,11 +101,10 @@ def test_the_lock_is_the_processs_own_and_can_be_taken_twice(tmp_path):
 def test_allow_shared_work_dir_runs_beside_a_holder(tmp_path):
     holder = _holder(tmp_path / 'w')
     try:
+        data = make_ade20k(tmp_path / 'ade', num_train=1, num_val=1, height=32, width=32)
         cfg = build_train_config(DEEPLABV3, work_dir=str(tmp_path / 'w'),
+                                 cfg_options=tiny_segmentation_options(f'{data}/'),
                                  allow_shared_work_dir=True)
-        cfg.model.backbone.init_cfg = None  # the demo's pretraining file is not here
-        cfg.train_dataloader.dataset.data_root = cfg.val_dataloader.dataset.data_root = str(
-            make_ade20k(tmp_path / 'ade', num_train=1, num_val=1, height=32, width=32))
         prepare_run(cfg, 'train')  # no WorkDirBusyError
         cfg.allow_shared_work_dir = False
         cfg.work_dir = str(tmp_path / 'w' / '.')  # the same folder, another spelling
