@@ -12,6 +12,7 @@
 ``RESNEST_TEST_DIE_RANK`` (default: every rank) limits it to one process.
 """
 
+import contextlib
 import os
 import resource
 import signal
@@ -63,9 +64,28 @@ class PreemptTestDieHook(Hook):
 
 # ----------------------------------------------------------------------------- chaos
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (from /proc)."""
+    children = []
+    for stat in Path('/proc').glob('[0-9]*/stat'):
+        try:
+            fields = stat.read_text().rsplit(')', 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
 def _kill_now(group: bool = False) -> None:
-    if group:  # the whole job (launcher, every rank, data workers), as a lost node
-        os.killpg(os.getpgid(0), signal.SIGKILL)
+    if group:  # the whole job, as a lost node: the launcher, every rank, data workers
+        launcher = os.getppid()
+        ranks = _children(launcher)  # torchrun starts each rank in a session of its own
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgid(launcher), signal.SIGKILL)
+        for pid in ranks:
+            with contextlib.suppress(OSError):
+                os.killpg(os.getpgid(pid), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -211,11 +211,13 @@ def test_failed_write_of_the_last_checkpoint_pointer_stops_the_run_too(tmp_path,
     from tiny import tiny_segmentation_options
 
     from resnest_mm.apis import build_train_config, run_train
+    from resnest_mm.compat import cpu_fused_optimizers
     from resnest_mm.engine import CheckpointNotWritten
     work_dir = tmp_path / 'w'
     (work_dir / 'last_checkpoint').mkdir(parents=True)
-    cfg = build_train_config(DEEPLABV3, work_dir=str(work_dir),
-                             cfg_options=tiny_segmentation_options(ade20k, max_iters=2))
+    options = {**tiny_segmentation_options(ade20k, max_iters=2),
+               'optim_wrapper.optimizer.fused': cpu_fused_optimizers()}
+    cfg = build_train_config(DEEPLABV3, work_dir=str(work_dir), cfg_options=options)
     capsys.readouterr()
     with pytest.raises(CheckpointNotWritten) as stop:
         run_train(cfg)

@@ -35,6 +35,7 @@ from tiny import (
 
 from resnest_mm import ResNeSt
 from resnest_mm.apis import build_train_config
+from resnest_mm.compat import cpu_fused_optimizers
 from resnest_mm.datasets import make_ade20k, make_coco
 from resnest_mm.engine import PREEMPTED_EXIT_STATUS, BrokenCheckpointError, atomic_write
 from resnest_mm.engine.atomic import temporary_path
@@ -83,6 +84,8 @@ def _without_init(options: dict) -> dict:
 
 def _segmentation(root: str, **extra) -> dict:
     return {**_without_init(tiny_segmentation_options(root, max_iters=ITERS)),
+            # the demo's fused AdamW, where this torch has CPU kernels for it (>= 2.4)
+            'optim_wrapper.optimizer.fused': cpu_fused_optimizers(),
             'default_hooks.checkpoint.interval': 2,
             'default_hooks.checkpoint.max_keep_ckpts': 2,
             'default_hooks.logger.interval': 1,
