@@ -1,8 +1,11 @@
 """Training that survives being killed: atomic checkpoints, resume from the newest intact one,
 SIGTERM saves, and a resumed run that ends bit-identical to the run never interrupted.
 
-The end-to-end runs are tools/train.py subprocesses on the tiny DeepLabV3 (tests/tiny.py);
-``preempt_helpers.PreemptTestDieHook`` kills them at chosen moments.
+The end-to-end runs are tools/train.py subprocesses on the tiny DeepLabV3 (tests/tiny.py) whose
+backbone loads a pretrained weights file through ``init_cfg``, as every real config does (a
+resume then reads two files: the pretrained one during the weights' initialisation, then the
+checkpoint); ``preempt_helpers.PreemptTestDieHook`` kills them at chosen moments. tools/test.py
+and tools/infer.py then read the resumed run's checkpoint.
 """
 
 from __future__ import annotations
@@ -18,8 +21,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import randomize_
 from test_tools import test_tool, train_tool
 from tiny import (
+    BACKBONE,
     DEEPLABV3,
     FASTER_RCNN,
     REPO,
@@ -28,7 +33,9 @@ from tiny import (
     tiny_segmentation_options,
 )
 
+from resnest_mm import ResNeSt
 from resnest_mm.apis import build_train_config
+from resnest_mm.compat import cpu_fused_optimizers
 from resnest_mm.datasets import make_ade20k, make_coco
 from resnest_mm.engine import PREEMPTED_EXIT_STATUS, BrokenCheckpointError, atomic_write
 from resnest_mm.engine.atomic import temporary_path
@@ -38,14 +45,27 @@ ITERS = 6
 
 # ----------------------------------------------------------------------------- helpers
 
-def _config(tmp_path: Path, base: Path, extra: str = '') -> Path:
-    """``base`` plus the hook that kills the run where RESNEST_TEST_DIE says."""
+TEST_HOOKS = ('PreemptTestDieHook', 'ChaosKillHook', 'ChaosAfterSaveHook', 'HoldHook')
+
+
+def _config(tmp_path: Path, base: Path, extra: str = '', pretrained: Path | None = None) -> Path:
+    """``base`` plus the hooks that kill or hold the run where the environment says, with the
+    backbone initialised from ``pretrained`` (a weights file) through ``init_cfg``."""
     path = tmp_path / f'{base.stem}_die.py'
+    init = '' if pretrained is None else (
+        "model = dict(backbone=dict(init_cfg=dict(type='Pretrained', "
+        f"checkpoint={str(pretrained)!r})))\n")
     path.write_text(
         f'_base_ = {str(base)!r}\n'
         "custom_imports = dict(imports=['resnest_mm', 'preempt_helpers'], "
         'allow_failed_imports=False)\n'
-        "custom_hooks = [dict(type='PreemptTestDieHook')]\n" + extra)
+        f'custom_hooks = {[dict(type=name) for name in TEST_HOOKS]!r}\n' + init + extra)
+    return path
+
+
+def write_pretrained(path: Path) -> Path:
+    """Weights of the tiny backbone (random, well scaled), as a pretrained file."""
+    torch.save({'state_dict': randomize_(ResNeSt(**BACKBONE), seed=3).state_dict()}, path)
     return path
 
 
@@ -57,8 +77,15 @@ default_hooks = dict(checkpoint=dict(by_epoch=True, interval=1, max_keep_ckpts=-
 """
 
 
+def _without_init(options: dict) -> dict:
+    """The tiny options without their ``init_cfg=None``: the config's Pretrained entry stays."""
+    return {k: v for k, v in options.items() if k != 'model.backbone.init_cfg'}
+
+
 def _segmentation(root: str, **extra) -> dict:
-    return {**tiny_segmentation_options(root, max_iters=ITERS),
+    return {**_without_init(tiny_segmentation_options(root, max_iters=ITERS)),
+            # the demo's fused AdamW, where this torch has CPU kernels for it (>= 2.4)
+            'optim_wrapper.optimizer.fused': cpu_fused_optimizers(),
             'default_hooks.checkpoint.interval': 2,
             'default_hooks.checkpoint.max_keep_ckpts': 2,
             'default_hooks.logger.interval': 1,
@@ -69,10 +96,17 @@ def _segmentation(root: str, **extra) -> dict:
 
 def _train(config: Path, work_dir: Path, options: dict, die: str = '', resume: bool = False,
            processes: int = 1, die_rank: int | None = None,
-           extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / 'tests')]),
-               RESNEST_TEST_DIE=die, OMP_NUM_THREADS='1')
-    env.pop('RESNEST_TEST_DIE_RANK', None)
+           extra: tuple[str, ...] = (), env: dict | None = None,
+           background: bool = False) -> subprocess.CompletedProcess | subprocess.Popen:
+    """tools/train.py (``processes`` > 1: tools/dist_train.sh) in its own process group;
+    ``env`` adds variables (the test hooks'); ``background`` returns the running Popen."""
+    extra_env, env = env or {}, dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / 'tests')]),
+        RESNEST_TEST_DIE=die, OMP_NUM_THREADS='1')
+    for name in ('RESNEST_TEST_DIE_RANK', 'RESNEST_TEST_CHAOS', 'RESNEST_TEST_FILL',
+                 'RESNEST_TEST_HOLD'):
+        env.pop(name, None)
+    env.update(extra_env)
     if die_rank is not None:
         env['RESNEST_TEST_DIE_RANK'] = str(die_rank)
     args = ['--work-dir', str(work_dir), *(['--resume'] if resume else []), *extra,
@@ -82,8 +116,13 @@ def _train(config: Path, work_dir: Path, options: dict, die: str = '', resume: b
     else:
         from test_distributed import _free_port
         env['PORT'] = str(_free_port())
+        env['PYTHON'] = sys.executable  # tools/dist_run.sh's interpreter: this test's
         command = ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(config), str(processes),
                    *args]
+    work_dir.parent.mkdir(parents=True, exist_ok=True)
+    if background:
+        return subprocess.Popen(command, cwd=work_dir.parent, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     return subprocess.run(command, cwd=work_dir.parent, env=env, capture_output=True,
                           text=True, timeout=900, start_new_session=True)  # own process group
 
@@ -132,8 +171,13 @@ def ade20k(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope='module')
-def seg_config(tmp_path_factory) -> Path:
-    return _config(tmp_path_factory.mktemp('config'), DEEPLABV3)
+def pretrained(tmp_path_factory) -> Path:
+    return write_pretrained(tmp_path_factory.mktemp('weights') / 'tiny_resnest14.pth')
+
+
+@pytest.fixture(scope='module')
+def seg_config(tmp_path_factory, pretrained) -> Path:
+    return _config(tmp_path_factory.mktemp('config'), DEEPLABV3, pretrained=pretrained)
 
 
 @pytest.fixture(scope='module')
@@ -146,46 +190,144 @@ def reference(tmp_path_factory, ade20k, seg_config) -> Path:
 
 # ----------------------------------------------------------------------------- end to end
 
-def test_killed_and_preempted_run_resumes_bit_identical(tmp_path, ade20k, seg_config,
-                                                        reference):
-    """kill -9 in iteration 3, SIGTERM in 5, death in the middle of writing iteration 6's
-    checkpoint; each time ``--resume``. Only the iterations after the last save are lost, and
-    the run ends exactly as the uninterrupted one (weights, optimizer, logged losses)."""
-    work_dir = tmp_path / 'w'
+def _state(work_dir: Path, run: subprocess.CompletedProcess) -> dict:
+    """What a test needs to know of the work dir after one run of the sequence."""
+    pointer = work_dir / 'last_checkpoint'
+    return {'run': run, 'checkpoints': sorted(p.name for p in work_dir.glob('*.pth')),
+            'last_checkpoint': pointer.read_text() if pointer.exists() else None,
+            'partial': sorted(work_dir.glob('.iter_*.pth.*.tmp'))}
+
+
+@pytest.fixture(scope='module')
+def interrupted(tmp_path_factory, ade20k, seg_config) -> tuple[Path, list[dict]]:
+    """The tiny run (pretrained backbone) killed and resumed: kill -9 in iteration 3, SIGTERM
+    in 5, death in the middle of writing iteration 6's checkpoint, the newest checkpoint then
+    truncated, and ``--resume`` to the end. Returns the work dir and the state after each."""
+    work_dir = tmp_path_factory.mktemp('interrupted') / 'w'
     options = _segmentation(ade20k)
+    states = [_state(work_dir, _train(seg_config, work_dir, options, die='kill:3'))]
+    states.append(_state(work_dir, _train(seg_config, work_dir, options, die='term:5',
+                                          resume=True)))
+    states[-1]['meta'] = _load(work_dir / 'iter_5.pth')['meta'] if (
+        work_dir / 'iter_5.pth').exists() else None
+    states.append(_state(work_dir, _train(seg_config, work_dir, options, die='save:6',
+                                          resume=True)))
+    newest = work_dir / 'iter_5.pth'
+    if newest.exists():
+        newest.write_bytes(newest.read_bytes()[:newest.stat().st_size // 2])
+    states.append(_state(work_dir, _train(seg_config, work_dir, options, resume=True)))
+    return work_dir, states
 
-    run = _train(seg_config, work_dir, options, die='kill:3')
-    _ok(run, -signal.SIGKILL)
-    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_2.pth']
-    assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_2.pth')
 
-    run = _train(seg_config, work_dir, options, die='term:5', resume=True)
+def test_killed_and_preempted_run_resumes_bit_identical(interrupted, reference):
+    """kill -9 in iteration 3, SIGTERM in 5, death in the middle of writing iteration 6's
+    checkpoint, the newest checkpoint truncated; each time ``--resume``, with a backbone that
+    loads a pretrained file through init_cfg. Only the iterations after the last intact save
+    are lost, and the run ends exactly as the uninterrupted one (weights, optimizer,
+    schedulers, logged losses)."""
+    work_dir, (killed, preempted, died_saving, finished) = interrupted
+
+    _ok(killed['run'], -signal.SIGKILL)
+    assert killed['checkpoints'] == ['iter_2.pth']
+    assert killed['last_checkpoint'] == str(work_dir / 'iter_2.pth')
+
+    run = preempted['run']
     _ok(run, PREEMPTED_EXIT_STATUS)
     line = (f'Preempted by SIGTERM: saved iteration 5 to {work_dir / "iter_5.pth"}; exiting '
             f'with status {PREEMPTED_EXIT_STATUS}. Resume with: python tools/train.py ')
     assert run.stderr.count(line) == 1, run.stderr[-3000:]
     assert f'--work-dir {work_dir} --resume' in run.stderr
-    meta = _load(work_dir / 'iter_5.pth')['meta']
+    meta = preempted['meta']
     assert meta['iter'] == 5 and meta['data_seeds'] == {'sampler': 0, 'workers': 0}
     assert len(meta['random_states']) == 1 and {'torch', 'numpy', 'python'} <= set(
         meta['random_states'][0])
-    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_4.pth', 'iter_5.pth']
+    assert preempted['checkpoints'] == ['iter_4.pth', 'iter_5.pth']
 
-    run = _train(seg_config, work_dir, options, die='save:6', resume=True)
-    _ok(run, -signal.SIGXFSZ)  # killed by the kernel in the middle of the write
-    partial = list(work_dir.glob('.iter_6.pth.*.tmp'))
-    assert len(partial) == 1 and partial[0].stat().st_size > 0
+    _ok(died_saving['run'], -signal.SIGXFSZ)  # killed by the kernel in the middle of the write
+    assert len(died_saving['partial']) == 1 and died_saving['partial'][0].stat().st_size > 0
     # The previous checkpoints, and last_checkpoint naming the newest, are intact; the oldest
     # is deleted only after its successor is in place.
-    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_4.pth', 'iter_5.pth']
-    assert (work_dir / 'last_checkpoint').read_text() == str(work_dir / 'iter_5.pth')
+    assert died_saving['checkpoints'] == ['iter_4.pth', 'iter_5.pth']
+    assert died_saving['last_checkpoint'] == str(work_dir / 'iter_5.pth')
 
-    run = _train(seg_config, work_dir, options, resume=True)
+    run = finished['run']
     _ok(run)
+    warnings = [line for line in run.stderr.splitlines() if 'resnest_mm: warning' in line]
+    assert len(warnings) == 1 and f'{work_dir / "iter_5.pth"} is truncated' in warnings[0] \
+        and f'resuming from the older {work_dir / "iter_4.pth"}' in warnings[0], warnings
     assert 'random states' not in run.stdout + run.stderr  # restored, without a warning
     assert 'other seeds' not in run.stdout + run.stderr
-    assert sorted(p.name for p in work_dir.glob('*.pth')) == ['iter_5.pth', 'iter_6.pth']
+    assert finished['checkpoints'] == ['iter_4.pth', 'iter_5.pth', 'iter_6.pth']
     _assert_same_run(work_dir, reference)
+
+
+def _last_val_metrics(work_dir: Path) -> dict:
+    """The metrics of the run's last validation, from mmengine's scalars.json."""
+    metrics = {}
+    for scalars in sorted(work_dir.glob('*/vis_data/scalars.json')):
+        for line in scalars.read_text().splitlines():
+            entry = json.loads(line)
+            if 'mIoU' in entry:
+                metrics = entry
+    return metrics
+
+
+def test_tools_test_reads_the_resumed_runs_checkpoint(tmp_path, interrupted, ade20k,
+                                                      seg_config):
+    """tools/test.py on the checkpoint of the killed-and-resumed run (pretrained init_cfg in
+    its config) gives the metrics the run's own last validation logged."""
+    work_dir, _ = interrupted
+    options = _segmentation(ade20k)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / 'tests')]),
+               OMP_NUM_THREADS='1')
+    run = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'test.py'), str(seg_config),
+         str(work_dir / f'iter_{ITERS}.pth'), '--work-dir', str(tmp_path / 'test'),
+         *as_cli(options)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    _ok(run)
+    logs = list((tmp_path / 'test').glob('*/*.json'))
+    assert len(logs) == 1, logs
+    tested = json.loads(logs[0].read_text().splitlines()[-1])
+    validated = _last_val_metrics(work_dir)
+    assert validated['step'] == ITERS
+    for key in ('aAcc', 'mIoU', 'mAcc'):
+        assert tested[key] == validated[key], (key, tested, validated)
+
+
+def test_tools_infer_reads_the_resumed_runs_checkpoint(tmp_path, interrupted, ade20k,
+                                                       seg_config):
+    """tools/infer.py on the checkpoint of the killed-and-resumed run writes the labels that
+    mmseg's own inference API gives with that checkpoint."""
+    import mmcv
+    import numpy as np
+    from mmseg.apis import inference_model, init_model
+
+    from resnest_mm.apis import load_config, mmengine_checkpoint_globals
+    work_dir, _ = interrupted
+    checkpoint = work_dir / f'iter_{ITERS}.pth'
+    image = sorted(Path(ade20k, 'images', 'validation').glob('*.jpg'))[0]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / 'tests')]),
+               OMP_NUM_THREADS='1')
+    # infer.py takes no --cfg-options: the tiny settings go into a config file
+    config = tmp_path / 'tiny_deeplabv3.py'
+    cfg = load_config(seg_config, _segmentation(ade20k))
+    # MMSegInferencer reads test_dataloader's pipeline, inference_model test_pipeline
+    cfg.test_pipeline = cfg.test_dataloader.dataset.pipeline
+    cfg.dump(str(config))
+    run = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'infer.py'), str(image), str(config),
+         str(checkpoint), '--out-dir', str(tmp_path / 'out')],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    _ok(run)
+    labels = sorted((tmp_path / 'out').rglob('pred/*.png'))
+    assert len(labels) == 1, sorted((tmp_path / 'out').rglob('*'))
+    written = mmcv.imread(str(labels[0]), flag='unchanged')
+
+    with mmengine_checkpoint_globals():
+        model = init_model(str(config), str(checkpoint), device='cpu')
+    expected = inference_model(model, str(image)).pred_sem_seg.data[0].numpy()
+    assert written.shape == expected.shape
+    np.testing.assert_array_equal(written, expected.astype(written.dtype))
 
 
 # ----------------------------------------------------------------------------- broken files
@@ -308,7 +450,7 @@ def test_broken_checkpoint_error_is_a_user_error():
 # ----------------------------------------------------------------------------- slow variants
 
 def _detection_options(root: str) -> dict:
-    return {**tiny_detection_options(root, max_iters=ITERS),
+    return {**_without_init(tiny_detection_options(root, max_iters=ITERS)),
             'default_hooks.checkpoint.interval': 2,
             'default_hooks.logger.interval': 1,
             'train_cfg.val_interval': 2,
@@ -325,7 +467,7 @@ def _epoch_options(root: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.parametrize('variant', ['two_processes', 'workers', 'detector', 'epochs'])
-def test_resumed_variants_end_bit_identical(tmp_path, ade20k, seg_config, variant):
+def test_resumed_variants_end_bit_identical(tmp_path, ade20k, seg_config, pretrained, variant):
     """kill -9 in iteration 3, then SIGTERM in iteration 5 (one rank only with two
     processes), then to the end: 2 processes (gloo), 2 persistent data workers (SIGUSR1 to
     the whole process group, workers included, as SLURM signals), the tiny Faster R-CNN
@@ -342,9 +484,11 @@ def test_resumed_variants_end_bit_identical(tmp_path, ade20k, seg_config, varian
     elif variant == 'detector':
         root = str(make_coco(tmp_path / 'coco', num_train=4, num_val=2, height=64,
                              width=64)) + '/'
-        config, options = _config(tmp_path, FASTER_RCNN), _detection_options(root)
+        config = _config(tmp_path, FASTER_RCNN, pretrained=pretrained)
+        options = _detection_options(root)
     elif variant == 'epochs':
-        config, options = _config(tmp_path, DEEPLABV3, EPOCHS), _epoch_options(ade20k)
+        config = _config(tmp_path, DEEPLABV3, EPOCHS, pretrained=pretrained)
+        options = _epoch_options(ade20k)
         kill_save, term_save, last = 'epoch_1.pth', 'iter_5.pth', 'epoch_3.pth'
     die_rank = 1 if processes == 2 else None
 

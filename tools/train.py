@@ -3,9 +3,12 @@
     python tools/train.py configs/faster_rcnn_resnest50_fpn.py [--work-dir DIR] [--resume [CKPT]]
         [--amp] [--channels-last] [--auto-scale-lr] [--cfg-options key=value ...]
         [--launcher none|pytorch|slurm|mpi] [--preempt-signals SIGTERM [SIGUSR1 ...]]
+        [--allow-shared-work-dir]
 
 On a preemption signal (SIGTERM by default) the run saves at the current iteration and exits
-with status 75; --resume then continues it exactly.
+with status 75; --resume then continues it exactly. A save that fails (a full disk) stops the
+run with one line and status 74. A second run on a work dir in use is refused (the lock file
+.resnest_mm.lock in the work dir), unless --allow-shared-work-dir.
 
 Several processes: tools/dist_train.sh CONFIG GPUS [args]; on a machine without CUDA the
 processes use gloo and SyncBN runs as resnest_mm.CPUSyncBN (statistics synchronised over gloo).
@@ -38,6 +41,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         '--preempt-signals', nargs='+', default=['SIGTERM'], metavar='SIGNAL',
         help='on these signals save at the current iteration and exit with status 75 '
              '(SIGTERM, SIGUSR1, SIGUSR2; default: SIGTERM)')
+    parser.add_argument(
+        '--allow-shared-work-dir', action='store_true',
+        help='run even if another training run holds the work dir (the runs overwrite each '
+             "other's checkpoints)")
     add_run_arguments(parser, 'train_dataloader.dataset.data_root')
     return parser.parse_args(argv)
 
@@ -49,7 +56,8 @@ def main(argv=None) -> None:
             args.config, work_dir=args.work_dir, resume=args.resume, amp=args.amp,
             auto_scale_lr=args.auto_scale_lr, cfg_options=args.cfg_options,
             launcher=args.launcher, preempt_signals=args.preempt_signals,
-            channels_last=args.channels_last)
+            channels_last=args.channels_last,
+            allow_shared_work_dir=args.allow_shared_work_dir)
         prepare_run(cfg, 'train')
     run_train(cfg)
     shutdown_distributed()

@@ -24,4 +24,6 @@ def exit_on_user_error(prog: str, errors: tuple[type[BaseException], ...] = USER
     try:
         yield
     except errors as error:
-        sys.exit(f'{prog}: error: {error}')
+        # str(KeyError('x')) is "'x'"; a message spread over lines is joined into one
+        text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+        sys.exit(f'{prog}: error: {" ".join(text.split())}')

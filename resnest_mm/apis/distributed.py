@@ -39,12 +39,24 @@ SYNC_BN_KEY_CONVERTED = (
     "(synchronised over gloo) instead of torch's SyncBN, which needs a GPU.")
 
 
+class CfgOptionsAction(DictAction):
+    """mmengine's DictAction that reports an item without ``=`` as a usage error (mmengine
+    0.10 raises a bare ValueError from inside argparse, a traceback)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for item in values or []:
+            if '=' not in item:
+                parser.error(f'argument {option_string}: {item!r} is invalid; expected '
+                             'KEY=VALUE, e.g. train_cfg.max_iters=100')
+        super().__call__(parser, namespace, values, option_string)
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, data_root_option: str) -> None:
     """The options tools/train.py and tools/test.py share: ``--cfg-options`` (with an example
     overriding ``data_root_option``), ``--launcher`` and the ``--local-rank`` that
     ``torch.distributed.launch`` passes."""
     parser.add_argument(
-        '--cfg-options', nargs='+', action=DictAction,
+        '--cfg-options', nargs='+', action=CfgOptionsAction,
         help=f'override config entries, e.g. {data_root_option}=data/coco/')
     parser.add_argument('--launcher', choices=LAUNCHERS, default='none', help='job launcher')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0,

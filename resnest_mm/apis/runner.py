@@ -19,9 +19,24 @@ from mmengine.runner import Runner
 
 from ..checkpoint import fetch_pretrained_checkpoints
 from ..compat import cpu_fused_optimizers
-from ..engine import TrainingPreempted, find_resume_point, load_checked, make_preemptible
+from ..engine import (
+    CheckpointNotWritten,
+    TrainingPreempted,
+    find_resume_point,
+    load_checked,
+    make_preemptible,
+)
+from ..engine.workdir_lock import check_work_dir, lock_for_run, release_work_dir
 from .checkpoint import mmengine_checkpoint_globals
-from .config import check_dataset_paths, codebase_of, load_config
+from .config import (
+    ConfigError,
+    check_checkpoint_path,
+    check_dataset_paths,
+    check_model,
+    check_train_options,
+    codebase_of,
+    load_config,
+)
 from .distributed import check_launcher, setup_cpu_distributed, shutdown_distributed
 
 
@@ -39,6 +54,7 @@ def build_train_config(
     launcher: str = 'none',
     preempt_signals: tuple[str, ...] | list[str] = ('SIGTERM',),
     channels_last: bool = False,
+    allow_shared_work_dir: bool = False,
 ) -> Config:
     """The config of a training run, as ``tools/train.py`` builds it.
 
@@ -58,12 +74,16 @@ def build_train_config(
         launcher: 'none', 'pytorch', 'slurm' or 'mpi'.
         preempt_signals: names from SIGTERM, SIGUSR1, SIGUSR2.
         channels_last: model and input images in ``torch.channels_last``.
+        allow_shared_work_dir: run without the work dir's lock (``cfg.allow_shared_work_dir``;
+            see :mod:`resnest_mm.engine.workdir_lock`).
     """
     check_launcher(launcher)
     cfg = load_config(config, cfg_options)
     codebase_of(cfg)
     cfg.launcher = launcher
     cfg.work_dir = work_dir or cfg.get('work_dir') or _default_work_dir(config)
+    if allow_shared_work_dir:
+        cfg.allow_shared_work_dir = True
     if amp and not torch.cuda.is_available():
         enable_cpu_amp(cfg, 'train')
     elif amp and cfg.optim_wrapper.get('type', 'OptimWrapper') != 'AmpOptimWrapper':
@@ -96,20 +116,64 @@ def plain_optimizer_where_unfused(cfg: Config) -> None:
     optimizer.fused = None
 
 
+# checkpoint path -> its state dict's shapes, read when the resume point was chosen, for the
+# check that it fits the model (prepare_run) without reading the file a third time
+_RESUME_SHAPES: dict[str, dict[str, tuple[int, ...]]] = {}
+
+
+def _shapes(checkpoint: dict) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in checkpoint['state_dict'].items() if hasattr(v, 'shape')}
+
+
+def check_resume_fits(model: torch.nn.Module, path: str,
+                      shapes: dict[str, tuple[int, ...]]) -> None:
+    """Refuse to resume from a checkpoint whose weights are another model's.
+
+    mmengine resumes with ``strict=False``: a checkpoint of another model loads only the
+    matching tensors (with a warning) and then the optimizer state fails in the middle of
+    ``torch.optim``.
+
+    Raises:
+        ConfigError: naming the checkpoint and the first differences.
+    """
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = [k for k in own if k not in shapes and not k.endswith('num_batches_tracked')]
+    extra = [k for k in shapes if k not in own and not k.endswith('num_batches_tracked')]
+    differ = [k for k in own if k in shapes and own[k] != shapes[k]]
+    if not (missing or extra or differ):
+        return
+    found = []
+    if differ:
+        k = differ[0]
+        found.append(f'{len(differ)} of other shapes (e.g. {k}: {list(shapes[k])} in the '
+                     f'checkpoint, {list(own[k])} in this model)')
+    if missing:
+        found.append(f'{len(missing)} of this model missing (e.g. {missing[0]})')
+    if extra:
+        found.append(f'{len(extra)} not in this model (e.g. {extra[0]})')
+    raise ConfigError(
+        f'--resume checkpoint {path} was saved by another model: of its {len(shapes)} '
+        f'tensors, {"; ".join(found)}. Resume with a checkpoint of this config, or start '
+        'from its weights with --cfg-options load_from=PATH (no --resume)')
+
+
 def _set_resume(cfg: Config, resume: str) -> None:
     """Resume from ``resume`` ('auto': the newest checkpoint in the work dir that loads), with
     the checkpoint's seed, which the sampler and the data workers draw from."""
     if resume == 'auto':
+        check_work_dir(cfg.work_dir)  # an unlistable work dir must not look empty
         point = find_resume_point(cfg.work_dir)
         if point is None:  # nothing saved yet: from the start
             cfg.resume, cfg.load_from = False, None
             return
         path, meta = point.path, point.meta
+        shapes = point.shapes
     else:
-        if not osp.isfile(resume):
-            raise FileNotFoundError(f'--resume checkpoint {resume!r} does not exist')
-        path, meta = resume, load_checked(resume, '--resume checkpoint', training=True)['meta']
+        check_checkpoint_path('--resume checkpoint', resume)
+        checkpoint = load_checked(resume, '--resume checkpoint', training=True)
+        path, meta, shapes = resume, checkpoint['meta'], _shapes(checkpoint)
     cfg.resume, cfg.load_from = True, path
+    _RESUME_SHAPES[osp.realpath(path)] = shapes
     if meta.get('seed') is not None:
         cfg.randomness = {**cfg.get('randomness', {}), 'seed': meta['seed']}
 
@@ -145,8 +209,7 @@ def build_test_config(
     :class:`resnest_mm.hooks.MainProcessLoggerHook`, so that one process writes the metrics JSON.
     """
     check_launcher(launcher)
-    if not osp.isfile(checkpoint):
-        raise FileNotFoundError(f'checkpoint {checkpoint!r} does not exist')
+    check_checkpoint_path('checkpoint', checkpoint)
     cfg = load_config(config, cfg_options)
     codebase = codebase_of(cfg)
     cfg.launcher = launcher
@@ -220,24 +283,51 @@ def _dump_predictions(cfg: Config, codebase: str, out: str) -> None:
         cfg.test_evaluator.keep_results = True
 
 
-# Errors of the set-up stage that the tools print as one line (no trace).
+# Errors of the set-up stage that the tools print as one line (no trace); ConfigError is a
+# ValueError, WorkDirBusyError and WorkDirUnusableError are RuntimeErrors.
 USER_ERRORS = (FileNotFoundError, ValueError, RuntimeError, KeyError)
 
 
+_PREPARED: set[str] = set()  # work dirs of the training runs prepared in this process
+
+
 def prepare_run(cfg: Config, mode: str) -> None:
-    """Check the datasets the run needs (and, to train, find or fetch the backbone's pretrained
-    file), then set up a CPU-distributed run if there is one.
+    """Check what the run needs, set up a CPU-distributed run if there is one, and (training)
+    take the work dir's lock; nothing is written before all checks pass.
 
     Safe to call twice. Args: ``cfg`` from :func:`build_train_config` or
     :func:`build_test_config`; ``mode`` 'train' or 'test' (which datasets must exist; a test
     run's checkpoint must load, else :class:`~resnest_mm.engine.BrokenCheckpointError`).
+
+    A training run also checks its config entries and work dir, builds and initialises its
+    model once (a bad backbone option; the backbone's pretrained file is found or fetched
+    first, so a missing one is one line) and, when resuming, that the
+    checkpoint is this model's; then it locks the work dir
+    (:mod:`resnest_mm.engine.workdir_lock`) unless ``cfg.allow_shared_work_dir`` is True.
+    Raises the errors the tools print as one line (:data:`USER_ERRORS`), and
+    :class:`~resnest_mm.engine.workdir_lock.WorkDirBusyError` when another run holds the lock.
     """
     if mode == 'test' and cfg.get('load_from'):
         load_checked(cfg.load_from)
     check_dataset_paths(cfg, mode)
-    if mode == 'train':  # training initialises the backbone from its pretrained file
+    fresh = mode == 'train' and osp.realpath(cfg.work_dir) not in _PREPARED
+    if fresh:
+        check_train_options(cfg)
+        check_work_dir(cfg.work_dir)
         fetch_pretrained_checkpoints(cfg.model)
+        model = check_model(cfg)
+        if cfg.get('resume') and cfg.get('load_from'):
+            path = cfg.load_from
+            shapes = _RESUME_SHAPES.get(osp.realpath(path))
+            if shapes is None:
+                shapes = _shapes(load_checked(path, 'resume checkpoint', training=True))
+            check_resume_fits(model, path, shapes)
+        del model
     setup_cpu_distributed(cfg, cfg.launcher)
+    if mode == 'train' and not cfg.get('allow_shared_work_dir'):
+        lock_for_run(cfg.work_dir)  # this process's lock, taken once
+    if fresh:
+        _PREPARED.add(osp.realpath(cfg.work_dir))
 
 
 def build_runner(cfg: Config) -> Runner:
@@ -255,19 +345,33 @@ def build_runner(cfg: Config) -> Runner:
 def run_train(cfg: Config) -> Runner:
     """Train with a config from :func:`build_train_config`; returns the finished Runner.
 
+    The work dir's lock (:func:`prepare_run`) is held until the run ends, however it ends.
+
     Raises:
         TrainingPreempted: stopped on a signal after saving (a ``SystemExit`` with status 75),
             with the process group, if any, shut down.
+        CheckpointNotWritten: a save failed, e.g. on a full disk (a ``SystemExit`` with status
+            74, after one line on stderr), with the process group, if any, shut down.
     """
-    prepare_run(cfg, 'train')
-    runner = build_runner(cfg)
-    with mmengine_checkpoint_globals():
-        try:
-            runner.train()
-        except TrainingPreempted:
-            shutdown_distributed()  # a live gloo group can abort the exit, changing its status
-            raise
+    try:
+        prepare_run(cfg, 'train')
+        runner = build_runner(cfg)
+        with mmengine_checkpoint_globals():
+            try:
+                runner.train()
+            except (TrainingPreempted, CheckpointNotWritten):
+                shutdown_distributed()  # a live gloo group can abort the exit, changing its status
+                raise
+    finally:
+        end_run(cfg)
     return runner
+
+
+def end_run(cfg: Config) -> None:
+    """Release what :func:`prepare_run` took for a training run (the work dir's lock); the
+    next :func:`prepare_run` of that work dir checks everything again."""
+    _PREPARED.discard(osp.realpath(cfg.work_dir))
+    release_work_dir(cfg.work_dir)
 
 
 def run_test(cfg: Config) -> dict:

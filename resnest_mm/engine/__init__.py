@@ -1,5 +1,6 @@
 """Training that survives being killed: atomic checkpoints carrying the random states, resume
-from the newest intact one, save-and-stop on SIGTERM, exact continuation.
+from the newest intact one, save-and-stop on SIGTERM, exact continuation, one line and status 74
+when a save fails (a full disk), and one run per work dir (:mod:`.workdir_lock`).
 
 Registers ``resnest_mm.AtomicCheckpointHook``, ``resnest_mm.PreemptionHook`` and the loops
 ``resnest_mm.IterBasedTrainLoop`` / ``resnest_mm.EpochBasedTrainLoop``;
@@ -7,25 +8,43 @@ Registers ``resnest_mm.AtomicCheckpointHook``, ``resnest_mm.PreemptionHook`` and
 """
 
 from .atomic import ATOMIC_BACKEND, AtomicLocalBackend, atomic_write
-from .checkpoint_hook import AtomicCheckpointHook
+from .checkpoint_hook import (
+    CHECKPOINT_NOT_WRITTEN_STATUS,
+    AtomicCheckpointHook,
+    CheckpointNotWritten,
+)
 from .configure import make_preemptible
 from .loops import ExactEpochBasedTrainLoop, ExactIterBasedTrainLoop
 from .preemption import PREEMPTED_EXIT_STATUS, PreemptionHook, TrainingPreempted
 from .resume import BrokenCheckpointError, ResumePoint, find_resume_point, load_checked
+from .workdir_lock import (
+    WorkDirBusyError,
+    WorkDirLock,
+    WorkDirUnusableError,
+    lock_for_run,
+    release_work_dir,
+)
 
 __all__ = [
     'ATOMIC_BACKEND',
+    'CHECKPOINT_NOT_WRITTEN_STATUS',
     'PREEMPTED_EXIT_STATUS',
     'AtomicCheckpointHook',
     'AtomicLocalBackend',
     'BrokenCheckpointError',
+    'CheckpointNotWritten',
     'ExactEpochBasedTrainLoop',
     'ExactIterBasedTrainLoop',
     'PreemptionHook',
     'ResumePoint',
     'TrainingPreempted',
+    'WorkDirBusyError',
+    'WorkDirLock',
+    'WorkDirUnusableError',
     'atomic_write',
     'find_resume_point',
     'load_checked',
+    'lock_for_run',
     'make_preemptible',
+    'release_work_dir',
 ]

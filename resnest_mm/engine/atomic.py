@@ -50,9 +50,11 @@ def atomic_write(path: str | os.PathLike, data: bytes | str) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(error, OSError):
+            error.filename = str(path)  # the file the caller asked for, not the temporary one
         raise
     _fsync_folder(path.parent)
 

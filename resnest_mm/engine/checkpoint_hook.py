@@ -11,15 +11,21 @@ file, an empty ``last_checkpoint``, or no checkpoint at all. This hook
   resumed run has skipped the data it already trained on (the loops of :mod:`.loops` call
   :meth:`after_data_skip`);
 - saves on demand at the current iteration, mid-epoch too (:meth:`save_now`, used on
-  preemption).
+  preemption);
+- stops the run with one line when a save fails (a full disk, a quota, a read-only or failing
+  file system: any ``OSError``), naming the file, the reason and the previous checkpoint, which
+  is intact because the failed write went to a temporary file (:class:`CheckpointNotWritten`,
+  exit status 74). In a distributed run every process stops after the same save.
 """
 
 from __future__ import annotations
 
 import os.path as osp
+import sys
 from typing import Any
 
-from mmengine.dist import is_main_process
+import torch
+from mmengine.dist import all_reduce, get_world_size, is_main_process
 from mmengine.hooks import CheckpointHook
 
 from ..hooks import HOOKS
@@ -29,6 +35,34 @@ from .atomic import ATOMIC_BACKEND, atomic_write
 LAST_CHECKPOINT = 'last_checkpoint'
 MID_EPOCH_TEMPLATE = 'iter_{}.pth'
 DATA_SEEDS = 'data_seeds'  # meta entry: the seeds of the sampler and of the data workers
+# sysexits.h EX_IOERR, "an error occurred while doing I/O on some file"; not 75 (preempted):
+# a scheduler must not requeue a run whose disk is full.
+CHECKPOINT_NOT_WRITTEN_STATUS = 74
+
+
+class CheckpointNotWritten(SystemExit):
+    """A save failed (``OSError``); the run stopped with status 74 after one line on stderr."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(CHECKPOINT_NOT_WRITTEN_STATUS)
+        self.message = message
+
+
+def resume_hint(runner) -> str:
+    """The command that resumes ``runner``'s run."""
+    config = getattr(runner.cfg, 'filename', None) or 'CONFIG'
+    return f'python tools/train.py {config} --work-dir {runner.work_dir} --resume'
+
+
+def _previous_checkpoint(runner) -> str | None:
+    """The checkpoint ``last_checkpoint`` names, if it is there (what ``--resume`` takes)."""
+    pointer = osp.join(runner.work_dir, LAST_CHECKPOINT)
+    try:
+        with open(pointer) as f:
+            named = f.read().strip()
+    except OSError:
+        return None
+    return named if named and osp.isfile(named) else None
 
 
 def data_seeds(runner) -> dict[str, int | None]:
@@ -95,14 +129,67 @@ class AtomicCheckpointHook(CheckpointHook):
         meta = {**meta, random_state.META_KEY: self._random_states(step),
                 DATA_SEEDS: data_seeds(runner)}
         path = self.file_backend.join_path(self.out_dir, filename)
+        previous = _previous_checkpoint(runner) if is_main_process() else None
         runner.message_hub.update_info('last_ckpt', path)
-        runner.save_checkpoint(
-            self.out_dir, filename, self.file_client_args, save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=by_epoch,
-            backend_args=self.backend_args, **self.args)
-        if is_main_process():
-            atomic_write(osp.join(runner.work_dir, LAST_CHECKPOINT), path)
+        failed: tuple[str, OSError] | None = None
+        written = None
+        try:
+            runner.save_checkpoint(  # writes on the main process only
+                self.out_dir, filename, self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler, meta=meta, by_epoch=by_epoch,
+                backend_args=self.backend_args, **self.args)
+        except OSError as error:
+            failed = (path, error)
+        if failed is None and is_main_process():
+            pointer = osp.join(runner.work_dir, LAST_CHECKPOINT)
+            try:
+                atomic_write(pointer, path)
+            except OSError as error:  # the checkpoint itself is in place: --resume finds it
+                failed, written = (pointer, error), path
+        self._stop_if_failed(runner, failed, previous, written)
         return path
+
+    def _stop_if_failed(self, runner, failed: tuple[str, OSError] | None,
+                        previous: str | None, written: str | None = None) -> None:
+        """Stop every process of the run, with one line from the main one, if a save failed.
+
+        A collective: every process calls it after the same save. ``written``: the checkpoint
+        was written, ``last_checkpoint`` (``failed``) was not.
+        """
+        anywhere = failed is not None
+        if get_world_size() > 1:
+            flag = torch.tensor([int(anywhere)], dtype=torch.int64)
+            all_reduce(flag, op='max')
+            anywhere = bool(flag.item())
+        if not anywhere:
+            return
+        message = ''
+        if failed is not None:
+            target, error = failed
+            reason = f'[Errno {error.errno}] {error.strerror}' if error.errno else str(error)
+            if written is not None:
+                kept = f'the checkpoint {written} is complete, and --resume finds it'
+            elif previous is None:
+                kept = 'no earlier checkpoint was saved, so --resume starts from the beginning'
+            else:
+                kept = f'the previous checkpoint {previous} is intact'
+            message = (f'resnest_mm: error: could not write {target} ({reason}); the run stops '
+                       f'here, {kept}. Free space or fix the cause, then resume with: '
+                       f'{resume_hint(runner)}')
+            print(message, file=sys.stderr, flush=True)
+        raise CheckpointNotWritten(message)
+
+    def _save_best_checkpoint(self, runner, metrics) -> None:
+        # mmengine writes best_*.pth with runner.save_checkpoint directly
+        previous = _previous_checkpoint(runner) if is_main_process() else None
+        failed = None
+        try:
+            super()._save_best_checkpoint(runner, metrics)
+        except OSError as error:
+            failed = (error.filename or 'the best checkpoint', error)
+        if self.save_best is not None:
+            self._stop_if_failed(runner, failed, previous)
 
     def _save_checkpoint_with_step(self, runner, step, meta) -> None:
         dropped = self._keep(runner, step)

@@ -27,7 +27,7 @@ from mmengine.dist import all_reduce, barrier, get_world_size, is_main_process
 from mmengine.hooks import Hook
 
 from ..hooks import HOOKS
-from .checkpoint_hook import AtomicCheckpointHook
+from .checkpoint_hook import AtomicCheckpointHook, resume_hint
 
 # sysexits.h EX_TEMPFAIL: "a temporary failure; the user is invited to retry later".
 PREEMPTED_EXIT_STATUS = 75
@@ -52,11 +52,6 @@ def parse_signals(names: Sequence[str]) -> list[signal.Signals]:
                              f'{", ".join(PREEMPTION_SIGNALS)}')
         signals.append(signal.Signals[full])
     return signals
-
-
-def resume_hint(runner) -> str:
-    config = getattr(runner.cfg, 'filename', None) or 'CONFIG'
-    return f'python tools/train.py {config} --work-dir {runner.work_dir} --resume'
 
 
 class SignalCatcher:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +30,12 @@ class BrokenCheckpointError(RuntimeError):
 
 @dataclass
 class ResumePoint:
-    """A checkpoint that loads: its path, and its meta (``iter``, ``epoch``, ``seed``, ...)."""
+    """A checkpoint that loads: its path, its meta (``iter``, ``epoch``, ``seed``, ...) and the
+    shapes of its state dict's tensors."""
 
     path: str
     meta: dict
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def _what_is_wrong(path: Path, error: Exception) -> str:
@@ -122,7 +124,9 @@ def find_resume_point(work_dir: str | os.PathLike) -> ResumePoint | None:
             continue
         for message in broken:
             warn(f'{message}; resuming from the older {path} instead (the broken file is kept)')
-        return ResumePoint(str(path), checkpoint['meta'])
+        shapes = {k: tuple(v.shape) for k, v in checkpoint['state_dict'].items()
+                  if hasattr(v, 'shape')}
+        return ResumePoint(str(path), checkpoint['meta'], shapes)
     if broken:
         raise BrokenCheckpointError(
             f'--resume: none of the {len(broken)} checkpoint(s) in {work_dir} loads '
