@@ -31,8 +31,10 @@ def _free_port() -> int:
 
 
 def _cpu_only_env() -> dict:
-    """Environment for a tool's processes: no GPU visible, a free port, one thread each."""
-    return dict(os.environ, CUDA_VISIBLE_DEVICES='', PORT=str(_free_port()), OMP_NUM_THREADS='1')
+    """Environment for a tool's processes: no GPU visible, a free port, one thread each, and
+    this test's interpreter for tools/dist_run.sh (the torch 2.1 venv's under make test-compat)."""
+    return dict(os.environ, CUDA_VISIBLE_DEVICES='', PORT=str(_free_port()), OMP_NUM_THREADS='1',
+                PYTHON=sys.executable)
 
 
 def _last_metrics(work_dir) -> dict:

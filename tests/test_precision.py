@@ -13,7 +13,7 @@ from mmcv import ops
 from mmdet.models import backbones as mmdet_backbones
 from tiny import DEEPLABV3, FASTER_RCNN, REPO, tiny_detection_options, tiny_segmentation_options
 
-from resnest_mm import ResNeSt, precision
+from resnest_mm import ResNeSt, compat, precision
 from resnest_mm.apis import (
     build_runner,
     build_test_config,
@@ -196,7 +196,7 @@ def _run(cfg, mode: str):
     def record(module, args, outputs):
         seen.append((args[0].is_contiguous(memory_format=torch.channels_last),
                      module.stem[0].weight.is_contiguous(memory_format=torch.channels_last),
-                     outputs[-1].dtype, torch.is_autocast_enabled('cpu')))
+                     outputs[-1].dtype, compat.autocast_enabled('cpu')))
 
     runner.model.backbone.register_forward_hook(record)
     with mmengine_checkpoint_globals():

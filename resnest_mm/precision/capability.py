@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from pathlib import Path
 
 import torch
 
@@ -19,13 +20,27 @@ def cpu_isa() -> dict:
     """
     cpu = getattr(torch, 'cpu', None)
 
-    def probe(name: str) -> bool:
+    def probe(name: str, flag: str) -> bool:
         check = getattr(cpu, name, None)
-        return bool(check()) if callable(check) else False
+        if callable(check):
+            return bool(check())
+        return flag in _cpuinfo_flags()  # torch < 2.3 cannot tell: ask the kernel (Linux)
 
     return dict(capability=torch.backends.cpu.get_cpu_capability(),
-                avx512_bf16=probe('_is_avx512_bf16_supported'),
-                amx=probe('_is_amx_tile_supported'))
+                avx512_bf16=probe('_is_avx512_bf16_supported', 'avx512_bf16'),
+                amx=probe('_is_amx_tile_supported', 'amx_tile'))
+
+
+def _cpuinfo_flags() -> set[str]:
+    """The CPU flags Linux lists in /proc/cpuinfo (empty elsewhere)."""
+    try:
+        text = Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        if line.startswith('flags'):
+            return set(line.split(':', 1)[1].split())
+    return set()
 
 
 def has_bf16_instructions() -> bool:
