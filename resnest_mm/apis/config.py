@@ -285,9 +285,9 @@ def check_pretrained_path(option: str, path: Any) -> None:
     Raises:
         ConfigError: a folder. FileNotFoundError: a local path that does not exist.
     """
-    from ..checkpoint.files import checkpoint_url, known_names
-    if not isinstance(path, (str, os.PathLike)):
-        return  # the backbone's own check names the type
+    from ..checkpoint.files import HF_HUB_SCHEME, checkpoint_url, known_names
+    if not isinstance(path, (str, os.PathLike)) or str(path).startswith(HF_HUB_SCHEME):
+        return  # the backbone's own check names the type; hub names are resolved at init
     if osp.isdir(path):
         raise ConfigError(f'{option} {str(path)!r} is a folder, not a checkpoint file')
     if '://' not in str(path) and checkpoint_url(str(path)) is None and not osp.isfile(path):

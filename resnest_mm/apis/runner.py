@@ -300,8 +300,7 @@ def prepare_run(cfg: Config, mode: str) -> None:
     run's checkpoint must load, else :class:`~resnest_mm.engine.BrokenCheckpointError`).
 
     A training run also checks its config entries and work dir, builds and initialises its
-    model once (a bad backbone option; the backbone's pretrained file is found or fetched
-    first, so a missing one is one line) and, when resuming, that the
+    model once (a bad backbone option, a missing pretrained file) and, when resuming, that the
     checkpoint is this model's; then it locks the work dir
     (:mod:`resnest_mm.engine.workdir_lock`) unless ``cfg.allow_shared_work_dir`` is True.
     Raises the errors the tools print as one line (:data:`USER_ERRORS`), and
@@ -314,8 +313,8 @@ def prepare_run(cfg: Config, mode: str) -> None:
     if fresh:
         check_train_options(cfg)
         check_work_dir(cfg.work_dir)
-        fetch_pretrained_checkpoints(cfg.model)
         model = check_model(cfg)
+        fetch_pretrained_checkpoints(cfg.model)
         if cfg.get('resume') and cfg.get('load_from'):
             path = cfg.load_from
             shapes = _RESUME_SHAPES.get(osp.realpath(path))
