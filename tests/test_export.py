@@ -8,7 +8,7 @@ import importlib.util
 
 import pytest
 import torch
-from conftest import max_abs_diff, randomize_
+from helpers import max_abs_diff, randomize_
 from mmengine.registry import MODELS
 from tiny import FASTER_RCNN, REPO
 from torch import nn

@@ -67,10 +67,10 @@ from .renaming import (
     OFFICIAL_TO_MM,
     to_official,
 )
-from .reports import DEPTH_OF_BLOCKS, LoadReport, likely_cause
+from .reports import LoadReport, likely_cause
 
 __all__ = [
-    'BN_STATS', 'CLASSIFIER_PREFIXES', 'D2_BLOCK_TO_MM', 'D2_STEM_TO_MM', 'DEPTH_OF_BLOCKS',
+    'BN_STATS', 'CLASSIFIER_PREFIXES', 'D2_BLOCK_TO_MM', 'D2_STEM_TO_MM',
     'HASH_SUFFIX', 'KEY_TO_MM', 'LAYOUTS', 'MM_TO_OFFICIAL', 'OFFICIAL_FILES', 'OFFICIAL_TO_MM',
     'OFFICIAL_URL', 'OPENMMLAB_SCHEME', 'OPENMMLAB_URLS', 'PRETRAINED_KEYS', 'BackboneWeights',
     'CheckpointNotFoundError', 'ChecksumMismatchError', 'ConversionSummary',
