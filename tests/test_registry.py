@@ -57,7 +57,7 @@ def test_every_registry_is_created_in_registry_module():
     from pathlib import Path
 
     from resnest_mm import registry
-    from resnest_mm.engine.loops import IterBasedTrainLoop
+    from resnest_mm.engine.loops import ExactIterBasedTrainLoop
     from resnest_mm.hooks import DropBlockScheduleHook
     from resnest_mm.models.sync_bn import CPUSyncBNDistributedDataParallel
 
@@ -66,7 +66,7 @@ def test_every_registry_is_created_in_registry_module():
                       if 'Registry(' in path.read_text() and path.name != 'registry.py')
     assert creators == []
     assert registry.HOOKS.get('DropBlockScheduleHook') is DropBlockScheduleHook
-    assert registry.LOOPS.get('IterBasedTrainLoop') is IterBasedTrainLoop
+    assert registry.LOOPS.get('IterBasedTrainLoop') is ExactIterBasedTrainLoop
     assert registry.MODELS.get('CPUSyncBN') is resnest_mm.models.CPUSyncBatchNorm
     assert (registry.MODEL_WRAPPERS.get('CPUSyncBNDistributedDataParallel')
             is CPUSyncBNDistributedDataParallel)

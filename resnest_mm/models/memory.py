@@ -130,15 +130,17 @@ def norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def shortcut(downsample: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``downsample(x)`` (pool, conv, norm) with its closing norm written in place where
     :func:`norm` allows and the norm's input is a buffer of its own, not the block's input."""
-    if (not isinstance(downsample, nn.Sequential) or len(downsample) < 2
-            or downsample._forward_hooks or downsample._forward_pre_hooks):
+    if (not _active() or torch.is_grad_enabled() or not isinstance(downsample, nn.Sequential)
+            or len(downsample) < 2 or has_forward_hooks(downsample)):
         return downsample(x)
     out = x
     for layer in downsample[:-1]:
         out = layer(out)
-    if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
-        return downsample[-1](out)
-    return norm(downsample[-1], out)
+    last = downsample[-1]
+    if not can_norm_in_place(last, out) or (
+            out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()):
+        return last(out)
+    return norm(last, out)
 
 
 # --- the weighted sum ------------------------------------------------------------------------

@@ -28,17 +28,16 @@ from .validation import check_backbone_args, check_input
 
 
 class DeepStem(nn.Sequential):
-    """Three (conv, norm, ReLU) triples; in training, backward recomputes each ReLU output
-    (models/memory.py). Indices ``0..8`` as MMDetection's ``stem``."""
+    """Three (conv, norm, ReLU) triples, indices ``0..8`` as MMDetection's ``stem``; within
+    :func:`~.memory.recompute`, backward recomputes each ReLU output."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.jit.is_scripting():
             for layer in self:
                 x = layer(x)
             return x
-        with memory.recompute():
-            for i in range(0, len(self), 3):
-                x = memory.norm_act(self[i + 1], self[i + 2], self[i](x))
+        for i in range(0, len(self), 3):
+            x = memory.norm_act(self[i + 1], self[i + 2], self[i](x))
         return x
 
 
@@ -422,16 +421,20 @@ class ResNeSt(BaseModule):
         return ResLayer(*blocks)
 
     def forward(self, x: torch.Tensor):
-        """The stem, the max pool and the stages, in order (the children, as registered);
-        returns the outputs of the stages in ``out_indices``: a tuple, a list in TorchScript
-        (whose tuples have a fixed length)."""
-        if not torch.jit.is_scripting():
+        """The stem, the max pool, then the stages; returns the outputs of the stages in
+        ``out_indices``: a tuple, a list in TorchScript (whose tuples have a fixed length)."""
+        if torch.jit.is_scripting():
+            x = self.maxpool(self.stem(x))
+        else:
             check_input(x, self.in_channels)
+            with memory.recompute():  # the pool saves the stem's last map: recomputed too
+                x = self.maxpool(self.stem(x))
         outs: list[torch.Tensor] = []
-        for name, child in self.named_children():
-            x = child(x)
-            if name in self.out_layers:
-                outs.append(x)
+        for name, stage in self.named_children():  # TorchScript cannot getattr a name
+            if name in self.res_layers:
+                x = stage(x)
+                if name in self.out_layers:
+                    outs.append(x)
         if torch.jit.is_scripting():
             return outs
         return tuple(outs)
