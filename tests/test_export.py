@@ -53,9 +53,9 @@ def test_script_compiles_the_backbone_itself(kwargs, tmp_path):
     scripted = torch.jit.script(model)
     assert isinstance(scripted, torch.jit.ScriptModule)
     # compiled from the model's own classes and forwards, not from copies
-    assert scripted.original_name == 'ResNeSt'
-    assert scripted.layer1[0].original_name == 'ResNeStBottleneck'
-    assert scripted.layer1[0].conv2.original_name == 'SplitAttentionConv2d'
+    parts = dict(scripted.named_modules())
+    assert [parts[name].original_name for name in ('', 'layer1.0', 'layer1.0.conv2')] == [
+        'ResNeSt', 'ResNeStBottleneck', 'SplitAttentionConv2d']
     assert [type(m) for m in model.modules()] == classes  # the eager model is left alone
     assert list(scripted.state_dict()) == list(model.state_dict())
     path = tmp_path / 'resnest.pt'

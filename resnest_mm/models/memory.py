@@ -1,8 +1,8 @@
 """The memory path: fewer full-size buffers in training and inference, same bits, one switch.
 
-Model code calls :func:`recompute`, :func:`norm_act`, :func:`norm` and :func:`weighted_sum`;
-with the path off (:func:`set_enabled`, or ``RESNEST_MM_MEMORY_PATH=0`` in the environment)
-they do what the plain forward does. On, and in eager PyTorch only:
+Model code calls :func:`recompute`, :func:`norm_act`, :func:`norm`, :func:`shortcut` and
+:func:`weighted_sum`; with the path off (:func:`set_enabled`, or ``RESNEST_MM_MEMORY_PATH=0``
+in the environment) they do what the plain forward does. On, and in eager PyTorch only:
 
 - **Training** (``recompute``): a bottleneck holds for backward several maps that are cheap
   functions of maps it holds anyway: ``relu(bn(y))`` next to ``y`` (the stem's norms,
