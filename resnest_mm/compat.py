@@ -78,7 +78,7 @@ def autocast_enabled(device_type: str = 'cpu') -> bool:
         return torch.is_autocast_enabled()
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)
 def cpu_fused_optimizers() -> bool:
     """Whether this torch has fused CPU kernels for SGD, Adam and AdamW (torch >= 2.4)."""
     param = torch.nn.Parameter(torch.zeros(1))
