@@ -8,19 +8,15 @@ from typing import Any
 
 from torch import nn
 
+from .models.sync_bn import replace_norm_types
+
 PARTS = ('backbone', 'model')
-SYNC_NORMS = ('SyncBN', 'MMSyncBN')
 
 
 def sync_bn_to_bn(node: Any) -> Any:
     """Copy of a config node with every SyncBN norm replaced by BN (single-process use)."""
-    if isinstance(node, dict):
-        node = {k: sync_bn_to_bn(v) for k, v in node.items()}
-        if node.get('type') in SYNC_NORMS:
-            node['type'] = 'BN'
-        return node
-    if isinstance(node, (list, tuple)):
-        return type(node)(sync_bn_to_bn(v) for v in node)
+    node = copy.deepcopy(node)
+    replace_norm_types(node, 'BN')
     return node
 
 

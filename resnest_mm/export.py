@@ -1,9 +1,9 @@
 """Export of ResNeSt backbones and MMSegmentation segmentors: TorchScript and ONNX.
 
 - ``torch.jit.trace``, ``torch.jit.script``, ``torch.export.export`` and
-  ``torch.compile(fullgraph=True)`` work on the backbone as it is (scripting compiles the
-  forwards of ``models/scriptable.py``); :class:`SegmentorLogits` of a DeepLabV3 traces,
-  compiles and scripts (``scriptable_segmentor.py``).
+  ``torch.compile(fullgraph=True)`` work on the backbone as it is (one forward; scripted, it
+  returns a list); :class:`SegmentorLogits` of a DeepLabV3 traces, compiles and scripts
+  (``scriptable_segmentor.py`` swaps mmcv's and mmseg's head modules, not ours).
 - ONNX (opset >= 17) goes through the TorchScript-based exporter (``dynamo=False``), with
   dynamic batch, height and width; :func:`check_onnx` compares onnxruntime with PyTorch.
 """

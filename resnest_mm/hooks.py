@@ -6,14 +6,9 @@ from __future__ import annotations
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.model import is_model_wrapper
-from mmengine.registry import HOOKS as MMENGINE_HOOKS
-from mmengine.registry import Registry
 
 from .models.drop import linear_ramp, set_dropblock_prob
-
-# resnest_mm.engine registers the checkpoint and preemption hooks here too.
-HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='resnest_mm',
-                 locations=['resnest_mm.hooks', 'resnest_mm.engine'])
+from .registry import HOOKS
 
 
 @HOOKS.register_module()

@@ -4,7 +4,7 @@ MMSegmentation's modules are not scriptable as they are: mmcv's ``ConvModule`` w
 layer names and reaches its norm through a name-lookup property, the decode head carries its
 losses and sampler, and the segmentor its data preprocessor. :func:`scriptable_segmentor_logits`
 builds, for ``SegmentorLogits.__prepare_scriptable__``, a copy made of the inference parts only:
-the backbone (scripted through its own ``__prepare_scriptable__``) and an ``ASPPHead`` whose
+the backbone (which TorchScript compiles as it is) and an ``ASPPHead`` whose
 ``ConvModule`` s and ``ASPPModule`` are swapped for the forwards below. Copies are shallow and
 share the parameters, and ``state_dict`` keys stay those of the original minus the training-only
 parts (auxiliary head, losses).
@@ -12,13 +12,22 @@ parts (auxiliary head, losses).
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models.scriptable import scriptable_copy
-
 _HEAD_PARTS = ('image_pool', 'aspp_modules', 'bottleneck', 'dropout', 'conv_seg')
+
+
+def scriptable_copy(module: nn.Module, cls: type) -> nn.Module:
+    """A shallow copy of ``module`` as an instance of ``cls`` with its own child dict, so that
+    TorchScript's preparation, which swaps children in place, leaves ``module`` unchanged."""
+    scriptable = copy.copy(module)
+    scriptable._modules = dict(module._modules)
+    scriptable.__class__ = cls
+    return scriptable
 
 
 class ScriptableConvModule(nn.Module):
@@ -85,10 +94,10 @@ def _with_scriptable_children(module: nn.Module) -> nn.Module:
 
     if isinstance(module, ConvModule):
         return _conv_module(module)
-    copy = scriptable_copy(module, type(module))
+    scriptable = scriptable_copy(module, type(module))
     for name, child in module.named_children():
-        copy._modules[name] = _with_scriptable_children(child)
-    return copy
+        scriptable._modules[name] = _with_scriptable_children(child)
+    return scriptable
 
 
 def _aspp_head(head: nn.Module) -> nn.Module:
@@ -98,13 +107,13 @@ def _aspp_head(head: nn.Module) -> nn.Module:
         raise _unsupported('decode_head', type(head).__name__, 'expected ASPPHead (DeepLabV3)')
     if head.input_transform is not None:
         raise _unsupported('decode_head.input_transform', head.input_transform, 'expected None')
-    copy = scriptable_copy(head, ScriptableASPPHead)
-    copy._modules = {name: m for name, m in head._modules.items() if name in _HEAD_PARTS}
-    copy._modules['image_pool'] = _with_scriptable_children(head.image_pool)
-    copy._modules['bottleneck'] = _conv_module(head.bottleneck)
-    copy._modules['aspp_modules'] = nn.ModuleList(
+    scriptable = scriptable_copy(head, ScriptableASPPHead)
+    scriptable._modules = {name: m for name, m in head._modules.items() if name in _HEAD_PARTS}
+    scriptable._modules['image_pool'] = _with_scriptable_children(head.image_pool)
+    scriptable._modules['bottleneck'] = _conv_module(head.bottleneck)
+    scriptable._modules['aspp_modules'] = nn.ModuleList(
         [_conv_module(branch) for branch in head.aspp_modules])
-    return copy
+    return scriptable
 
 
 def scriptable_segmentor_logits(logits: nn.Module) -> nn.Module:

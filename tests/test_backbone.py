@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 import torch
-from conftest import max_abs_diff, randomize_
+from helpers import max_abs_diff, randomize_
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from resnest_mm import ResNeSt
@@ -183,3 +183,16 @@ def test_frozen_stages_survive_deepcopy_and_train_toggle():
     clone = copy.deepcopy(model).train().eval().train()
     assert not clone.stem[1].training and not clone.layer1[0].norm1.training
     assert clone.layer2[0].norm1.training
+
+
+def test_one_depth_table_serves_backbone_checkpoints_and_benchmark():
+    from resnest_mm import benchmark
+    from resnest_mm.checkpoint import likely_cause
+    from resnest_mm.models.arch import STAGE_BLOCKS
+
+    assert ResNeSt.arch_settings is STAGE_BLOCKS
+    assert all(STAGE_BLOCKS[d] == b for d, b in benchmark.SHALLOW_STAGE_BLOCKS.items())
+    tiny = dict(stem_channels=16, base_channels=8)
+    cause = likely_cause(ResNeSt(depth=26, **tiny).state_dict(),
+                         ResNeSt(depth=14, **tiny).state_dict())
+    assert '(2, 2, 2, 2)' in cause and 'depth=26' in cause

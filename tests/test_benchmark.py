@@ -14,7 +14,8 @@ import torch
 from mmdet.models import backbones as mmdet_backbones
 
 from resnest_mm import benchmark
-from resnest_mm.models.split_attention import SplitAttentionConv2d, _WeightedSum
+from resnest_mm.models.memory import WeightedSum as _WeightedSum
+from resnest_mm.models.split_attention import SplitAttentionConv2d
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(depth=14, batch=2, size=(32, 32), stem_channels=8, base_channels=4, repeats=1,

@@ -8,7 +8,7 @@ import importlib.util
 
 import pytest
 import torch
-from conftest import max_abs_diff, randomize_
+from helpers import max_abs_diff, randomize_
 from mmengine.registry import MODELS
 from tiny import FASTER_RCNN, REPO
 from torch import nn
@@ -52,6 +52,10 @@ def test_script_compiles_the_backbone_itself(kwargs, tmp_path):
     classes = [type(m) for m in model.modules()]
     scripted = torch.jit.script(model)
     assert isinstance(scripted, torch.jit.ScriptModule)
+    # compiled from the model's own classes and forwards, not from copies
+    parts = dict(scripted.named_modules())
+    assert [parts[name].original_name for name in ('', 'layer1.0', 'layer1.0.conv2')] == [
+        'ResNeSt', 'ResNeStBottleneck', 'SplitAttentionConv2d']
     assert [type(m) for m in model.modules()] == classes  # the eager model is left alone
     assert list(scripted.state_dict()) == list(model.state_dict())
     path = tmp_path / 'resnest.pt'

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 import torch
-from conftest import max_abs_diff, randomize_
+from helpers import max_abs_diff, randomize_
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 

@@ -1,5 +1,6 @@
-"""Inference without autograd writes eval BatchNorms and the weighted sum into buffers it owns
-(models/norm.py, models/split_attention.py): the same bits as MMDetection's ResNeSt, less memory."""
+"""The memory path's inference half (models/memory.py): without autograd, eval BatchNorms and the
+weighted sum write into buffers the forward owns: the same bits as MMDetection's ResNeSt, less
+memory."""
 
 from __future__ import annotations
 
@@ -7,13 +8,12 @@ import importlib
 
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 from torch import nn
 
 from resnest_mm import ResNeSt, benchmark
-from resnest_mm.models import norm as norm_module
-from resnest_mm.models import split_attention
-from resnest_mm.models.norm import batch_norm_in_place
+from resnest_mm.models import memory, split_attention
+from resnest_mm.models.memory import norm as batch_norm_in_place
 
 mmdet_backbones = importlib.import_module('mmdet.models.backbones')
 mmdet_resnest = importlib.import_module('mmdet.models.backbones.resnest')
@@ -83,14 +83,21 @@ def test_split_attention_inference_is_bit_identical_to_mmdet(fmt, radix, groups)
     x = torch.randn(2, 16, 13, 11, generator=torch.Generator().manual_seed(3))
     ours, theirs = (m.to(memory_format=FORMATS[fmt]) for m in (ours, theirs))
     x = x.to(memory_format=FORMATS[fmt])
-    with torch.no_grad():
+    written = []
+    sum_of_products = memory._sum_of_products
+
+    def spy(splits, attn, out=None):
+        written.append(out is not None)
+        return sum_of_products(splits, attn, out)
+
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(memory, '_sum_of_products', spy)
         expected = theirs(x)
-        assert ours._may_overwrite_splits()
         actual = ours(x)
         handle = ours.norm0.register_forward_hook(lambda m, i, o: None)
-        assert not ours._may_overwrite_splits()  # a hook may hold the splits: left intact
-        kept = ours(x)
+        kept = ours(x)  # a hook may hold the splits: they are left intact
         handle.remove()
+    assert written == [True, False]
     assert torch.equal(actual, expected) and actual.stride() == expected.stride()
     assert torch.equal(kept, expected)
 
@@ -130,13 +137,11 @@ def test_backbone_is_bit_identical_to_mmdet_in_inference_and_training(fmt):
         assert torch.equal(a, b)
 
 
-def test_in_place_inference_lowers_the_inference_peak(monkeypatch):
+def test_in_place_inference_lowers_the_inference_peak():
     model = randomize_(ResNeSt(depth=26, stem_channels=16, base_channels=8, frozen_stages=1))
     x = torch.randn(2, 3, 96, 96)
     cfg = benchmark.BenchmarkConfig(device='cpu')
     lean = benchmark.backbone_memory(model, x, cfg)['inference_peak_bytes']
-    monkeypatch.setattr(norm_module, 'can_norm_in_place', lambda norm, x: False)
-    monkeypatch.setattr(split_attention.SplitAttentionConv2d, '_may_overwrite_splits',
-                        lambda self: False)
-    allocating = benchmark.backbone_memory(model, x, cfg)['inference_peak_bytes']
+    with memory.switched(False):
+        allocating = benchmark.backbone_memory(model, x, cfg)['inference_peak_bytes']
     assert lean < allocating

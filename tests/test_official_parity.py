@@ -13,7 +13,7 @@ import importlib
 
 import pytest
 import torch
-from conftest import max_abs_diff, official_stage_outputs, randomize_
+from helpers import max_abs_diff, official_stage_outputs, randomize_
 from torch import nn
 
 from resnest_mm import ResNeSt

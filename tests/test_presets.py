@@ -8,7 +8,7 @@ import importlib
 
 import pytest
 import torch
-from conftest import max_abs_diff, official_stage_outputs, randomize_
+from helpers import max_abs_diff, official_stage_outputs, randomize_
 
 from resnest_mm import ResNeSt
 

@@ -49,3 +49,26 @@ def test_builds_ours_without_default_scope():
 def test_builds_with_resnest_mm_default_scope():
     with DefaultScope.overwrite_default_scope('resnest_mm'):
         assert type(resnest_mm.MODELS.build(dict(CFG, type='ResNeSt'))) is ResNeSt
+
+
+def test_every_registry_is_created_in_registry_module():
+    """registry.py is the one place the package creates a registry; the hooks, loops, models,
+    optimizer wrappers and the DDP wrapper it registers are found through those registries."""
+    from pathlib import Path
+
+    from resnest_mm import registry
+    from resnest_mm.engine.loops import ExactIterBasedTrainLoop
+    from resnest_mm.hooks import DropBlockScheduleHook
+    from resnest_mm.models.sync_bn import CPUSyncBNDistributedDataParallel
+
+    package = Path(resnest_mm.__file__).parent
+    creators = sorted(str(path.relative_to(package)) for path in package.rglob('*.py')
+                      if 'Registry(' in path.read_text() and path.name != 'registry.py')
+    assert creators == []
+    assert registry.HOOKS.get('DropBlockScheduleHook') is DropBlockScheduleHook
+    assert registry.LOOPS.get('IterBasedTrainLoop') is ExactIterBasedTrainLoop
+    assert registry.MODELS.get('CPUSyncBN') is resnest_mm.models.CPUSyncBatchNorm
+    assert (registry.MODEL_WRAPPERS.get('CPUSyncBNDistributedDataParallel')
+            is CPUSyncBNDistributedDataParallel)
+    for name in ('HOOKS', 'LOOPS', 'MODELS', 'OPTIM_WRAPPERS'):
+        assert getattr(registry, name).scope == 'resnest_mm'

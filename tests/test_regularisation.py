@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import max_abs_diff, randomize_
+from helpers import max_abs_diff, randomize_
 
 from resnest_mm import ResNeSt
 from resnest_mm.hooks import DropBlockScheduleHook

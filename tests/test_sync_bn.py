@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import max_abs_diff, randomize_
+from helpers import max_abs_diff, randomize_
 from mmcv.cnn import build_norm_layer
 from mmengine.model import is_model_wrapper
 from mmengine.registry import MODEL_WRAPPERS, DefaultScope
@@ -217,6 +217,24 @@ def test_replace_sync_bn_gives_cpu_sync_bn():
     assert cfg['head']['norm_cfg']['type'] == 'resnest_mm.CPUSyncBN'
     assert cfg['neck'][0]['norm_cfg']['type'] == 'BN'
     assert replace_sync_bn(cfg) == 0  # idempotent
+
+
+def test_one_norm_type_rewriter_serves_builds_runs_and_benchmarks():
+    """build.sync_bn_to_bn (one process: BN), apis' replace_sync_bn (CPU processes:
+    CPUSyncBN) and the detector benchmark share replace_norm_types and its type list."""
+    from resnest_mm.build import sync_bn_to_bn
+    from resnest_mm.models.sync_bn import SYNC_BN_TYPES, replace_norm_types
+
+    cfg = dict(backbone=dict(norm_cfg=dict(type='resnest_mm.CPUSyncBN')),
+               heads=(dict(norm_cfg=dict(type='SyncBatchNorm')), dict(type='GN')),
+               neck=[dict(norm_cfg=dict(type='MMSyncBN')), dict(norm_cfg=dict(type='SyncBN'))])
+    single = sync_bn_to_bn(cfg)
+    assert single['backbone']['norm_cfg']['type'] == 'BN'
+    assert [h.get('norm_cfg', h)['type'] for h in single['heads']] == ['BN', 'GN']
+    assert cfg['backbone']['norm_cfg']['type'] == 'resnest_mm.CPUSyncBN'  # a copy
+    assert replace_norm_types(cfg, 'resnest_mm.CPUSyncBN') == 3
+    assert replace_norm_types(cfg, 'BN', types=('GN',)) == 1
+    assert set(SYNC_BN_TYPES) >= {'SyncBN', 'MMSyncBN', 'SyncBatchNorm', 'resnest_mm.CPUSyncBN'}
 
 
 # Two processes, one image each --------------------------------------------------------------

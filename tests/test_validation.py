@@ -34,6 +34,9 @@ SMALL = dict(depth=14, stem_channels=32, base_channels=16)
     (dict(first_block_avd=1), TypeError, ['first_block_avd=1', 'True or False']),
     (dict(first_block_avd=True, avg_down_stride=False), ValueError,
      ['first_block_avd=True', 'avg_down_stride=True']),
+    (dict(with_cp=1), TypeError, ['with_cp=1', 'True or False']),
+    (dict(drop_path_rate=1.5), ValueError, ['drop_path_rate=1.5', '[0, 1)']),
+    (dict(stage_with_dcn=(True,)), ValueError, ['stage_with_dcn=(True,)', '4 values']),
 ])
 def test_bad_options_are_named(override, exc, words):
     with pytest.raises(exc) as info:
@@ -58,3 +61,20 @@ def test_bad_inputs_are_named(x, exc, words):
 def test_other_in_channels_work():
     model = ResNeSt(in_channels=1, **SMALL).eval()
     assert model(torch.zeros(1, 1, 32, 32))[0].shape == (1, 64, 8, 8)
+
+
+def test_every_option_is_declared_once_and_checked_in_one_place(monkeypatch):
+    """An option is its ``__init__`` parameter plus its docstring line: the validator receives
+    every parameter by name, and the class docstring documents each one."""
+    import inspect
+
+    from resnest_mm.models import resnest
+
+    seen = {}
+    monkeypatch.setattr(resnest, 'check_backbone_args', seen.update)
+    ResNeSt(**SMALL)
+    parameters = [p for p in inspect.signature(ResNeSt.__init__).parameters if p != 'self']
+    assert sorted(seen) == sorted(parameters)
+    assert seen['depth'] == 14 and seen['radix'] == 2
+    undocumented = [p for p in parameters if f'    {p} (' not in ResNeSt.__doc__]
+    assert undocumented == []

@@ -19,6 +19,8 @@ from mmengine.config import Config
 from mmengine.hub import get_config
 from mmengine.registry import DefaultScope
 
+from resnest_mm.models.arch import STAGE_BLOCKS
+
 CONFIGS = Path(__file__).resolve().parents[1] / 'configs'
 
 _MMDET = 'mmdet::resnest/{}_fpn_syncbn-backbone+head_{}_coco.py'
@@ -66,7 +68,7 @@ VARIANTS = {
         Variant('cascade_rcnn_resnest101_fpn', 200, 128, 'open-mmlab://resnest200'),
 }
 ALL = [*MM_COUNTERPARTS, *VARIANTS]
-BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 200: (3, 24, 36, 3), 269: (3, 30, 48, 8)}
+BLOCKS = STAGE_BLOCKS  # blocks per stage of each depth
 # depths mm's own ResNeSt builds (269 is not among them)
 MM_DEPTHS = (50, 101, 200)
 

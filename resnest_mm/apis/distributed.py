@@ -22,8 +22,9 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config, DictAction
 
+from ..models.sync_bn import replace_norm_types
+
 LAUNCHERS = ('none', 'pytorch', 'slurm', 'mpi')
-SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'SyncBatchNorm')
 CPU_SYNC_BN = 'resnest_mm.CPUSyncBN'
 CPU_DDP = 'CPUSyncBNDistributedDataParallel'  # MMDistributedDataParallel accepting CPUSyncBN
 SYNC_BN_WARNING = (
@@ -94,26 +95,10 @@ def _set_env_from_launcher(launcher: str) -> None:
 
 
 def replace_sync_bn(node: Any) -> int:
-    """Replace every ``type='SyncBN'`` (mmcv's MMSyncBN, torch's SyncBatchNorm) norm config by
-    ``resnest_mm.CPUSyncBN``, which synchronises over the CPU processes too, in place.
-
-    Args:
-        node: a config (dict, list or tuple, nested).
-
-    Returns:
-        How many norm configs were changed.
-    """
-    count = 0
-    if isinstance(node, dict):
-        if node.get('type') in SYNC_BN_TYPES:
-            node['type'] = CPU_SYNC_BN
-            count += 1
-        for value in node.values():
-            count += replace_sync_bn(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            count += replace_sync_bn(value)
-    return count
+    """Make every SyncBN norm config (:data:`~resnest_mm.models.sync_bn.SYNC_BN_TYPES`)
+    ``resnest_mm.CPUSyncBN``, which synchronises over the CPU processes too, in place; returns
+    how many changed."""
+    return replace_norm_types(node, CPU_SYNC_BN)
 
 
 def _evaluators(cfg: Config) -> list[dict]:

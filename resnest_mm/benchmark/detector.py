@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..models.sync_bn import replace_norm_types
 from ..precision import autocast as amp_autocast
 from ..precision import cast_ops_to_fp32, warn_if_bf16_is_slow
 from .analysis import count_params, ratios
@@ -64,19 +65,17 @@ def _load_config(path: str):
         os.unlink(f.name)
 
 
-def _replace_sync_bn(node):
-    """SyncBN -> BN everywhere in a config (single process, CPU) and no pretrained download."""
+def _drop_pretrained(node) -> None:
+    """No ``Pretrained`` init_cfg anywhere in a config (no download), in place."""
     if isinstance(node, dict):
-        if node.get('type') == 'SyncBN':
-            node['type'] = 'BN'
         for key, value in list(node.items()):
             if key == 'init_cfg' and isinstance(value, dict) and value.get('type') == 'Pretrained':
                 node[key] = None
             else:
-                _replace_sync_bn(value)
+                _drop_pretrained(value)
     elif isinstance(node, list):
         for value in node:
-            _replace_sync_bn(value)
+            _drop_pretrained(value)
 
 
 def build_detectors(cfg: DetectorBenchmarkConfig) -> dict[str, nn.Module]:
@@ -91,7 +90,8 @@ def build_detectors(cfg: DetectorBenchmarkConfig) -> dict[str, nn.Module]:
     models = {}
     for name, path in ((OURS, cfg.ours), (MMDET, cfg.theirs)):
         model_cfg = copy.deepcopy(_load_config(path).model)  # a ConfigDict: mmdet reads attributes
-        _replace_sync_bn(model_cfg)
+        replace_norm_types(model_cfg, 'BN')  # one CPU process
+        _drop_pretrained(model_cfg)
         model_cfg['backbone']['init_cfg'] = None
         models[name] = MMDET_MODELS.build(model_cfg)
     randomize_(models[MMDET], cfg.seed)

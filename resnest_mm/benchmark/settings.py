@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..models.arch import STAGE_BLOCKS
 from ..precision import AMP_DTYPES
 from ..precision.autocast import DEFAULT_AMP_DTYPE
 
@@ -13,7 +14,7 @@ MEMORY_FORMATS = {'contiguous': torch.contiguous_format, 'channels_last': torch.
 REFERENCES = ('ResNetV1d', 'ResNet', 'none')
 MMDET_RESNEST_DEPTHS = (50, 101, 152, 200)
 # Shallow variants for quick runs: MMDetection's own block classes, one or two per stage.
-SHALLOW_STAGE_BLOCKS = {14: (1, 1, 1, 1), 26: (2, 2, 2, 2)}
+SHALLOW_STAGE_BLOCKS = {depth: STAGE_BLOCKS[depth] for depth in (14, 26)}
 DEPTHS = tuple(SHALLOW_STAGE_BLOCKS) + MMDET_RESNEST_DEPTHS
 OURS, MMDET, REFERENCE = 'resnest_mm.ResNeSt', 'mmdet.ResNeSt', 'mmdet.{}'
 # Issue 13's targets for the fp32 default path (ours / MMDetection's ResNeSt, medians of at

@@ -95,14 +95,13 @@ from .renaming import (
     mmpretrain_to_mm,
     to_official,
 )
-from .reports import DEPTH_OF_BLOCKS, LoadReport, likely_cause
+from .reports import LoadReport, likely_cause
 
 __all__ = [
     'BN_STATS',
     'CLASSIFIER_PREFIXES',
     'D2_BLOCK_TO_MM',
     'D2_STEM_TO_MM',
-    'DEPTH_OF_BLOCKS',
     'HASH_SUFFIX',
     'HF_HUB_FILE',
     'HF_HUB_MODELS',

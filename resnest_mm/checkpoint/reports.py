@@ -59,12 +59,6 @@ def _architecture(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     return facts
 
 
-DEPTH_OF_BLOCKS = {
-    (1, 1, 1, 1): 14, (2, 2, 2, 2): 26, (3, 4, 6, 3): 50, (3, 4, 23, 3): 101,
-    (3, 8, 36, 3): 152, (3, 24, 36, 3): 200, (3, 30, 48, 8): 269,
-}
-
-
 def likely_cause(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.Tensor]) -> str:
     """A sentence on which model option probably differs from the checkpoint's."""
     have, want = _architecture(source), _architecture(target)
@@ -76,7 +70,9 @@ def likely_cause(source: Mapping[str, torch.Tensor], target: Mapping[str, torch.
             f'but the model has stem_channels={want.get("stem_channels")}: build it with '
             f'stem_channels={stem}')
     if have['blocks'] != want['blocks']:
-        depth = DEPTH_OF_BLOCKS.get(have['blocks'])
+        from ..models.arch import STAGE_BLOCKS  # data only; here to keep imports one way
+
+        depth = {blocks: depth for depth, blocks in STAGE_BLOCKS.items()}.get(have['blocks'])
         depth_text = f' (depth={depth})' if depth else ''
         causes.append(
             f'the checkpoint has {have["blocks"]} blocks per stage{depth_text}, the model '

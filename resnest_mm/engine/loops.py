@@ -19,15 +19,11 @@ from __future__ import annotations
 import logging
 
 from mmengine.logging import print_log
-from mmengine.registry import LOOPS as MMENGINE_LOOPS
-from mmengine.registry import Registry
 from mmengine.runner import EpochBasedTrainLoop as MMEngineEpochLoop
 from mmengine.runner import IterBasedTrainLoop as MMEngineIterLoop
 
+from ..registry import LOOPS
 from . import random_state
-
-LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='resnest_mm',
-                 locations=['resnest_mm.engine.loops'])
 
 AFTER_DATA_SKIP = 'after_data_skip'
 

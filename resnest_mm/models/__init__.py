@@ -1,4 +1,3 @@
-from . import scriptable  # noqa: F401  (registers the copies torch.jit.script compiles)
 from .resnest import ResNeSt, ResNeStBottleneck
 from .split_attention import RadixSoftmax, SplitAttentionConv2d
 from .sync_bn import CPUSyncBatchNorm

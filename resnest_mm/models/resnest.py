@@ -20,21 +20,35 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..checkpoint import load_pretrained, split_pretrained_cfg
 from ..registry import MODELS
+from . import memory
+from .arch import STAGE_BLOCKS
 from .drop import DropBlock2d, DropPath, drop_path_rates, set_dropblock_prob
-from .norm import batch_norm_in_place, can_norm_in_place
-from .recompute import norm_relu, recipe_book
-from .scripting import scriptable_copy_of
-from .split_attention import SplitAttentionConv2d
-from .validation import (
-    check_backbone_args,
-    check_dcn_args,
-    check_first_block_avd,
-    check_input,
-    check_regularisation_args,
-)
+from .split_attention import SCRIPTABLE_NORM_ABBRS, ScriptedNorms, SplitAttentionConv2d
+from .validation import check_backbone_args, check_input
 
 
-class ResNeStBottleneck(BaseModule):
+class DeepStem(nn.Sequential):
+    """Three (conv, norm, ReLU) triples, indices ``0..8`` as MMDetection's ``stem``; within
+    :func:`~.memory.recompute`, backward recomputes each ReLU output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            for layer in self:
+                x = layer(x)
+            return x
+        for i in range(0, len(self), 3):
+            x = memory.norm_act(self[i + 1], self[i + 2], self[i](x))
+        return x
+
+
+class ResLayer(Sequential):
+    """A stage: mmengine's ``Sequential`` of bottlenecks (so their ``init_cfg`` runs), which
+    TorchScript compiles without mmengine's ``is_init`` property."""
+
+    __jit_unused_properties__ = ['is_init']
+
+
+class ResNeStBottleneck(ScriptedNorms, BaseModule):
     """Bottleneck block of ResNeSt: 1x1 conv, 3x3 split attention, 1x1 conv, plus shortcut.
 
     A strided block downsamples with a 3x3 average pool next to the split attention
@@ -55,7 +69,7 @@ class ResNeStBottleneck(BaseModule):
             3x3 convolution. Default: True.
         avd_first (bool): Put that pool before the split attention instead of after it.
             Default: False.
-        avd_unstrided (bool): Have that pool (3x3, stride 1) even when the block does not
+        first_block_avd (bool): Have that pool (3x3, stride 1) even when the block does not
             stride, as the first blocks of the authors' dilated models do. Default: False.
         conv_cfg (dict | None): Convolution config. Default: None.
         norm_cfg (dict): Norm layer config. Default: ``dict(type='BN')``.
@@ -78,6 +92,7 @@ class ResNeStBottleneck(BaseModule):
     """
 
     expansion = 4
+    __jit_unused_properties__ = ['norm1', 'norm3', 'is_init']  # is_init: mmengine's BaseModule
 
     def __init__(
         self,
@@ -93,7 +108,7 @@ class ResNeStBottleneck(BaseModule):
         reduction_factor: int = 4,
         avg_down_stride: bool = True,
         avd_first: bool = False,
-        avd_unstrided: bool = False,
+        first_block_avd: bool = False,
         conv_cfg: dict | None = None,
         norm_cfg: dict = dict(type='BN'),
         with_cp: bool = False,
@@ -107,7 +122,7 @@ class ResNeStBottleneck(BaseModule):
         out_channels = planes * self.expansion
         self.with_cp = with_cp
         self.avd_first = avd_first
-        use_avd = avg_down_stride and (stride > 1 or avd_unstrided)
+        use_avd = avg_down_stride and (stride > 1 or first_block_avd)
 
         self.conv1 = build_conv_layer(conv_cfg, in_channels, width, 1, bias=False)
         self.norm1_name, norm1 = build_norm_layer(norm_cfg, width, postfix=1)
@@ -139,26 +154,39 @@ class ResNeStBottleneck(BaseModule):
     def norm3(self) -> nn.Module:
         return getattr(self, self.norm3_name)
 
-    def __prepare_scriptable__(self) -> nn.Module:
-        return scriptable_copy_of(self)  # models/scriptable.py
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_scripting():
+            return self.relu(self._residual(x))
         if self.with_cp and x.requires_grad:
             out = cp.checkpoint(self._residual, x, use_reentrant=False)
         else:
-            out = self._residual(x)
+            with memory.recompute():  # backward recomputes cheap maps (models/memory.py)
+                out = self._residual(x)
         return self.relu(out)
 
     def _residual(self, x: torch.Tensor) -> torch.Tensor:
-        # In training, backward rebuilds relu(norm1(.)) (recompute.py); the split attention
-        # registers its own rebuilt tensors into the same book.
-        with recipe_book() as book:
-            out = norm_relu(self.norm1, self.relu, self.conv1(x), book, drop=self.dropblock1)
-            out = self._split_attention(out)
-            out = batch_norm_in_place(self.norm3, self.conv3(out))
-        return self._add_shortcut(out, x)
-
-    def _add_shortcut(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Before the final ReLU: 1x1 conv, BN, ReLU; split attention with its average pool
+        (before or after it); 1x1 conv, BN; plus the shortcut."""
+        out = self.conv1(x)
+        if torch.jit.is_scripting():
+            out = self._scripted_norm1(out)
+            if self.dropblock1 is not None:
+                out = self.dropblock1(out)
+            out = self.relu(out)
+        else:
+            out = memory.norm_act(self.norm1, self.relu, out, self.dropblock1)
+        if self.avd_layer is not None and self.avd_first:
+            out = self.avd_layer(out)
+        out = self.conv2(out)
+        if self.dropblock2 is not None:
+            out = self.dropblock2(out)
+        if self.avd_layer is not None and not self.avd_first:
+            out = self.avd_layer(out)
+        out = self.conv3(out)
+        if torch.jit.is_scripting():
+            out = self._scripted_norm3(out)
+        else:
+            out = memory.norm(self.norm3, out)
         if self.dropblock3 is not None:
             out = self.dropblock3(out)
         if self.drop_path is not None:
@@ -168,35 +196,9 @@ class ResNeStBottleneck(BaseModule):
         elif torch.jit.is_scripting():
             identity = self.downsample(x)
         else:
-            identity = self._downsample(x)
+            identity = memory.shortcut(self.downsample, x)
         out += identity  # in place: a fresh full-size buffer costs page faults on the CPU
         return out
-
-    @torch.jit.unused
-    def _downsample(self, x):  # untyped: TorchScript reads string annotations badly
-        """``self.downsample(x)``; its closing BatchNorm in place where
-        :func:`~.norm.batch_norm_in_place` allows (``_make_stage`` builds pool, conv, norm)."""
-        layers = self.downsample
-        if not isinstance(layers, nn.Sequential) or len(layers) < 2 or layers._forward_hooks \
-                or layers._forward_pre_hooks:
-            return layers(x)
-        out = x
-        for layer in layers[:-1]:
-            out = layer(out)
-        if not can_norm_in_place(layers[-1], out) or (
-                out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr()):
-            return layers[-1](out)  # or not a buffer of our own: the block's input
-        return batch_norm_in_place(layers[-1], out)
-
-    def _split_attention(self, x: torch.Tensor) -> torch.Tensor:
-        if self.avd_layer is not None and self.avd_first:
-            x = self.avd_layer(x)
-        x = self.conv2(x)
-        if self.dropblock2 is not None:
-            x = self.dropblock2(x)
-        if self.avd_layer is not None and not self.avd_first:
-            x = self.avd_layer(x)
-        return x
 
 
 def split_conv_cfg(conv_cfg: dict | None, dcn: dict | None, stride: int) -> dict | None:
@@ -280,15 +282,8 @@ class ResNeSt(BaseModule):
           rounded up at each stride.
     """
 
-    arch_settings: dict[int, tuple[int, ...]] = {
-        14: (1, 1, 1, 1),
-        26: (2, 2, 2, 2),
-        50: (3, 4, 6, 3),
-        101: (3, 4, 23, 3),
-        152: (3, 8, 36, 3),
-        200: (3, 24, 36, 3),
-        269: (3, 30, 48, 8),
-    }
+    arch_settings = STAGE_BLOCKS
+    __jit_unused_properties__ = ['is_init']
     block = ResNeStBottleneck
     # Used when init_cfg is None, and before a Pretrained load (which may be partial).
     default_init_cfg = [
@@ -330,19 +325,8 @@ class ResNeSt(BaseModule):
         pretrained: str | None = None,
         init_cfg: dict | list[dict] | None = None,
     ) -> None:
-        check_backbone_args(
-            depths=self.arch_settings, depth=depth, in_channels=in_channels,
-            stem_channels=stem_channels, base_channels=base_channels, num_stages=num_stages,
-            strides=strides, dilations=dilations, multi_grid=multi_grid,
-            out_indices=out_indices, groups=groups, base_width=base_width, radix=radix,
-            reduction_factor=reduction_factor, frozen_stages=frozen_stages, style=style,
-            norm_cfg=norm_cfg, pretrained=pretrained, init_cfg=init_cfg)
-        check_regularisation_args(
-            drop_path_rate=drop_path_rate, dropblock=dropblock,
-            stage_with_dropblock=stage_with_dropblock, num_stages=num_stages)
-        check_dcn_args(dcn=dcn, stage_with_dcn=stage_with_dcn, conv_cfg=conv_cfg,
-                       num_stages=num_stages)
-        check_first_block_avd(first_block_avd, avg_down_stride)
+        args = {k: v for k, v in locals().items() if k not in ('self', '__class__')}
+        check_backbone_args(args)  # every argument by name: the one place they are checked
         if pretrained is not None:
             warnings.warn(
                 'ResNeSt: `pretrained` is deprecated, use '
@@ -359,6 +343,7 @@ class ResNeSt(BaseModule):
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.stage_blocks = self.arch_settings[depth][:num_stages]
+        self.out_layers = [f'layer{i + 1}' for i in self.out_indices]  # forward's outputs
 
         self.stem = self._make_stem(in_channels, stem_channels, conv_cfg, norm_cfg)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
@@ -403,7 +388,7 @@ class ResNeSt(BaseModule):
                 build_norm_layer(norm_cfg, cout)[1],
                 nn.ReLU(inplace=True),
             ]
-        return nn.Sequential(*layers)
+        return DeepStem(*layers)
 
     @staticmethod
     def _block_dilations(
@@ -417,7 +402,7 @@ class ResNeSt(BaseModule):
     def _make_stage(
         self, in_planes: int, planes: int, stride: int, dilations: list[int], block_kwargs: dict,
         path_rates: list[float], first_block_avd: bool = False,
-    ) -> Sequential:
+    ) -> ResLayer:
         out_planes = planes * self.block.expansion
         downsample = None
         if stride != 1 or in_planes != out_planes:
@@ -427,35 +412,50 @@ class ResNeSt(BaseModule):
                 build_norm_layer(block_kwargs['norm_cfg'], out_planes)[1],
             )
         blocks = [self.block(in_planes, planes, stride, dilations[0], downsample,
-                             drop_path_rate=path_rates[0], avd_unstrided=first_block_avd,
+                             drop_path_rate=path_rates[0], first_block_avd=first_block_avd,
                              **block_kwargs)]
         blocks += [
             self.block(out_planes, planes, 1, dilation, None, drop_path_rate=rate, **block_kwargs)
             for dilation, rate in zip(dilations[1:], path_rates[1:], strict=True)
         ]
-        return Sequential(*blocks)
+        return ResLayer(*blocks)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        check_input(x, self.in_channels)
-        x = self._stem_and_pool(x)
-        outs = []
-        for i, name in enumerate(self.res_layers):
-            x = getattr(self, name)(x)
-            if i in self.out_indices:
-                outs.append(x)
+    def forward(self, x: torch.Tensor):
+        """The stem, the max pool, then the stages; returns the outputs of the stages in
+        ``out_indices``: a tuple, a list in TorchScript (whose tuples have a fixed length)."""
+        if torch.jit.is_scripting():
+            x = self.maxpool(self.stem(x))
+        else:
+            check_input(x, self.in_channels)
+            with memory.recompute():  # the pool saves the stem's last map: recomputed too
+                x = self.maxpool(self.stem(x))
+        outs: list[torch.Tensor] = []
+        for name, stage in self.named_children():  # TorchScript cannot getattr a name
+            if name in self.res_layers:
+                x = stage(x)
+                if name in self.out_layers:
+                    outs.append(x)
+        if torch.jit.is_scripting():
+            return outs
         return tuple(outs)
 
     def __prepare_scriptable__(self) -> nn.Module:
-        # torch.jit.script(backbone) compiles a copy sharing the parameters and state_dict keys
-        # (see models/scriptable.py); it returns a list of the stage outputs.
-        return scriptable_copy_of(self)
-
-    def _stem_and_pool(self, x: torch.Tensor) -> torch.Tensor:
-        layers = list(self.stem)
-        with recipe_book() as book:  # in training, backward rebuilds each relu(norm(.))
-            for conv, norm, relu in zip(layers[0::3], layers[1::3], layers[2::3], strict=True):
-                x = norm_relu(norm, relu, conv(x), book)
-            return self.maxpool(x)
+        """``torch.jit.script`` compiles this module itself; first say what it cannot compile."""
+        if any(isinstance(m, nn.SyncBatchNorm) for m in self.modules()):
+            raise ValueError(
+                'torch.jit.script: the backbone has SyncBatchNorm layers (norm_cfg type SyncBN '
+                'or resnest_mm.CPUSyncBN), which TorchScript cannot compile; script '
+                'mmengine.model.revert_sync_batchnorm(model) instead (BatchNorm, same '
+                'state_dict).')
+        for module in self.modules():
+            for attr in ('norm0_name', 'norm1_name', 'norm3_name'):
+                name = getattr(module, attr, None)
+                if name is not None and name.rstrip('0123456789') not in SCRIPTABLE_NORM_ABBRS:
+                    raise ValueError(
+                        f'torch.jit.script: {type(module).__name__}.{attr}={name!r} is invalid; '
+                        f'norm_cfg must give norm layers named {SCRIPTABLE_NORM_ABBRS} plus an '
+                        'index (BN, GN, IN or LN) for the backbone to be scripted.')
+        return self
 
     def set_dropblock_prob(self, drop_prob: float) -> None:
         """Set the probability of every DropBlock (for a schedule that ramps it up)."""

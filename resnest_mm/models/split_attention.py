@@ -11,21 +11,70 @@ Parameter names follow the official release and MMDetection/MMSegmentation (``co
 
 from __future__ import annotations
 
+import warnings
+
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from mmcv.cnn import build_conv_layer, build_norm_layer
 from torch import nn
-from torch.autograd.function import once_differentiable
+from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..compat import is_compiling, is_graph_capture
-from .norm import has_forward_hooks, norm_single_sample
-from .recompute import norm_relu, rebuild_in_backward, recipe_book
-from .scripting import scriptable_copy_of
+from . import memory
+
+# The names mmcv gives norm layers (plus an index) that TorchScript can reach: it cannot look a
+# name up at run time, so ``ScriptedNorms`` resolves ``hasattr`` on these while compiling.
+SCRIPTABLE_NORM_ABBRS = ('bn', 'gn', 'in', 'ln')
 
 
 def attention_channels(in_channels: int, radix: int, reduction_factor: int) -> int:
     """Width of the attention bottleneck, as published: ``max(C * radix // r, 32)``."""
     return max(in_channels * radix // reduction_factor, 32)
+
+
+def weighted_sum(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    """Attention-weighted sum of the radix splits.
+
+    Args:
+        splits (Tensor): ``(B, radix, C, H, W)``.
+        attn (Tensor): ``(B, radix, C, 1, 1)``.
+
+    Returns:
+        Tensor: ``(B, C, H, W)``, ``sum_r attn[:, r] * splits[:, r]``.
+    """
+    return (splits * attn).sum(dim=1)
+
+
+class ScriptedNorms:
+    """The norm layers ``{bn,gn,in,ln}{0,1,3}`` as TorchScript reaches them (eager code uses
+    the ``norm0``/``norm1``/``norm3`` properties, which look the mmcv name up)."""
+
+    def _scripted_norm0(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, 'bn0'):
+            return self.bn0(x)
+        if hasattr(self, 'gn0'):
+            return self.gn0(x)
+        if hasattr(self, 'in0'):
+            return self.in0(x)
+        return self.ln0(x)
+
+    def _scripted_norm1(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, 'bn1'):
+            return self.bn1(x)
+        if hasattr(self, 'gn1'):
+            return self.gn1(x)
+        if hasattr(self, 'in1'):
+            return self.in1(x)
+        return self.ln1(x)
+
+    def _scripted_norm3(self, x: torch.Tensor) -> torch.Tensor:
+        if hasattr(self, 'bn3'):
+            return self.bn3(x)
+        if hasattr(self, 'gn3'):
+            return self.gn3(x)
+        if hasattr(self, 'in3'):
+            return self.in3(x)
+        return self.ln3(x)
 
 
 class RadixSoftmax(nn.Module):
@@ -55,82 +104,7 @@ class RadixSoftmax(nn.Module):
         return F.softmax(logits, dim=1).reshape(batch, self.radix, -1)
 
 
-class _WeightedSum(torch.autograd.Function):
-    """``sum_r attn[:, r] * splits[:, r]`` with a lean backward.
-
-    It saves only its inputs (``splits`` is kept for the ReLU's backward anyway) and writes the
-    gradient of ``splits`` into one buffer, where autograd's multiply-then-sum would allocate
-    full-size temporaries for each product and each gradient. Not twice differentiable.
-    """
-
-    @staticmethod
-    def forward(ctx, splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(splits, attn)
-        return _weighted_sum_no_grad(splits, attn)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad: torch.Tensor):
-        splits, attn = ctx.saved_tensors
-        grad_splits = torch.empty_like(splits)
-        grad_attn = torch.empty_like(attn) if ctx.needs_input_grad[1] else None
-        for r in range(splits.size(1)):
-            buffer = grad_splits[:, r]
-            if grad_attn is not None:
-                torch.mul(grad, splits[:, r], out=buffer)
-                grad_attn[:, r] = buffer.sum(dim=(-2, -1), keepdim=True)
-            torch.mul(grad, attn[:, r], out=buffer)
-        return grad_splits, grad_attn
-
-
-def _weighted_sum_no_grad(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    # Products rounded one by one and summed in radix order: the same bits as
-    # ``(splits * attn).sum(dim=1)`` without its (B, R, C, H, W) temporary. (addcmul's fused
-    # multiply-add rounds differently, which training-mode BatchNorm over tiny maps amplifies.)
-    out = splits[:, 0] * attn[:, 0]
-    for r in range(1, splits.size(1)):
-        out += splits[:, r] * attn[:, r]
-    return out
-
-
-@torch.jit.unused
-def _weighted_sum_into(out: torch.Tensor, splits: torch.Tensor,
-                       attn: torch.Tensor) -> torch.Tensor:
-    """:func:`_weighted_sum_no_grad` written into ``out`` (the splits' sum, no longer needed),
-    each product into its split: no allocation, the same roundings in the same order. The
-    result has ``out``'s strides, those of MMDetection's ``torch.sum(attens * splits, dim=1)``."""
-    torch.mul(splits[:, 0], attn[:, 0], out=out)
-    for r in range(1, splits.size(1)):
-        out += splits[:, r].mul_(attn[:, r])
-    return out
-
-
-@torch.jit.unused
-def _weighted_sum_eager(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    if torch.jit.is_tracing() or is_compiling():
-        # Plain ops export to ONNX and compile without graph breaks.
-        return (splits * attn).sum(dim=1)
-    if torch.is_grad_enabled() and (splits.requires_grad or attn.requires_grad):
-        return _WeightedSum.apply(splits, attn)
-    return _weighted_sum_no_grad(splits, attn)
-
-
-def weighted_sum(splits: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-    """Attention-weighted sum of the radix splits.
-
-    Args:
-        splits (Tensor): ``(B, radix, C, H, W)``.
-        attn (Tensor): ``(B, radix, C, 1, 1)``.
-
-    Returns:
-        Tensor: ``(B, C, H, W)``, ``sum_r attn[:, r] * splits[:, r]``.
-    """
-    if torch.jit.is_scripting():
-        return (splits * attn).sum(dim=1)
-    return _weighted_sum_eager(splits, attn)
-
-
-class SplitAttentionConv2d(nn.Module):
+class SplitAttentionConv2d(ScriptedNorms, nn.Module):
     """Split-attention convolution.
 
     Args:
@@ -148,6 +122,8 @@ class SplitAttentionConv2d(nn.Module):
         - Input: ``(B, in_channels, H, W)``
         - Output: ``(B, channels, H', W')`` with ``H', W'`` given by the convolution.
     """
+
+    __jit_unused_properties__ = ['norm0', 'norm1']
 
     def __init__(
         self,
@@ -188,51 +164,67 @@ class SplitAttentionConv2d(nn.Module):
     def norm1(self) -> nn.Module:
         return getattr(self, self.norm1_name)
 
-    def __prepare_scriptable__(self) -> nn.Module:
-        return scriptable_copy_of(self)  # models/scriptable.py
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # In training, backward rebuilds relu(norm0(.)) and the weighted sum (recompute.py).
-        with recipe_book() as book:
-            splits = self._splits(norm_relu(self.norm0, self.relu, self.conv(x), book))
-            fused = splits.sum(dim=1)
-            attn = self._per_split(self.attention(fused))
-            if self._may_overwrite_splits():
-                return _weighted_sum_into(fused, splits, attn)
-            out = weighted_sum(splits, attn)
-            rebuild_in_backward(book, out, _weighted_sum_no_grad, splits, attn)
-            return out
-
-    @torch.jit.unused
-    def _may_overwrite_splits(self) -> bool:
-        """Without autograd nothing but this forward sees the splits and their sum, unless a
-        forward hook on the layers that make them is watching."""
-        return (not torch.is_grad_enabled() and not is_graph_capture()
-                and not any(has_forward_hooks(m) for m in (self.conv, self.norm0, self.relu)))
-
-    def _splits(self, x: torch.Tensor) -> torch.Tensor:
-        """``(B, radix * C, H, W)`` -> the splits ``(B, radix, C, H, W)`` (a view)."""
+        # grouped convolution, BN, ReLU: radix splits per cardinal group
+        x = self.conv(x)
+        if torch.jit.is_scripting():
+            x = self.relu(self._scripted_norm0(x))
+        else:
+            x = memory.norm_act(self.norm0, self.relu, x)
         batch, _, height, width = x.shape
-        return x.view(batch, self.radix, self.channels, height, width)
-
-    def _attention_weights(self, splits: torch.Tensor) -> torch.Tensor:
-        """The splits ``(B, radix, C, H, W)`` -> one weight each ``(B, radix, C, 1, 1)``."""
-        return self._per_split(self.attention(splits.sum(dim=1)))
-
-    def _per_split(self, attn: torch.Tensor) -> torch.Tensor:
-        """``(B, radix, channels)`` -> ``(B, radix, C, 1, 1)``."""
-        return attn.view(attn.size(0), self.radix, self.channels, 1, 1)
+        splits = x.view(batch, self.radix, self.channels, height, width)
+        # their sum -> one attention weight per split and channel -> weighted sum
+        fused = splits.sum(dim=1)
+        attn = self.attention(fused).view(batch, self.radix, self.channels, 1, 1)
+        if torch.jit.is_scripting():
+            return weighted_sum(splits, attn)
+        return memory.weighted_sum(splits, attn, fused, (self.conv, self.norm0, self.relu))
 
     def attention(self, fused: torch.Tensor) -> torch.Tensor:
-        """Attention weights ``(B, radix, channels)`` from the fused splits ``(B, C, H, W)``."""
+        """Attention weights ``(B, radix, channels)`` from the fused splits ``(B, C, H, W)``:
+        global average pool, fc1, BN, ReLU, fc2, r-softmax."""
         gap = self.fc1(F.adaptive_avg_pool2d(fused, 1))
-        if self.training and gap.size(0) == 1:
-            gap = self._norm_single_sample(gap)
+        if torch.jit.is_scripting():
+            gap = self._scripted_norm1(gap)
         else:
-            gap = self.norm1(gap)
+            gap = norm_single_sample(self.norm1, gap)
         return self.rsoftmax(self.fc2(self.relu(gap)))
 
-    @torch.jit.unused
-    def _norm_single_sample(self, gap):  # untyped: TorchScript reads string annotations badly
-        # A training BatchNorm cannot normalise one value per channel; see models/norm.py.
-        return norm_single_sample(self.norm1, gap)
+
+_warned = False
+
+
+def _synced_over_processes(norm: nn.Module) -> bool:
+    """Whether ``norm`` is a SyncBN that gathers statistics from more than one process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    if isinstance(norm, nn.SyncBatchNorm):
+        group = norm.process_group if norm.process_group is not None else dist.group.WORLD
+        return dist.get_world_size(group) > 1
+    return getattr(norm, 'group_size', 1) > 1  # mmcv's MMSyncBN
+
+
+def needs_running_stats(norm: nn.Module, x: torch.Tensor) -> bool:
+    """True when a training BatchNorm would see a single value per channel in ``x``."""
+    return (isinstance(norm, _BatchNorm) and norm.training and norm.running_mean is not None
+            and x.numel() == x.size(1) and not _synced_over_processes(norm))
+
+
+def norm_single_sample(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``norm(x)``, but with the running statistics (not updated) where a training BatchNorm
+    would see one value per channel: the pooled map of a one-image batch, on which PyTorch
+    raises ``Expected more than 1 value per channel when training``. The affine weight and bias
+    still learn. A SyncBN averaging over several processes, GN and other norms are left alone.
+    Announced once per process."""
+    if not needs_running_stats(norm, x):
+        return norm(x)
+    global _warned
+    if not _warned:
+        _warned = True
+        warnings.warn(
+            'ResNeSt split attention: a training batch of one sample gives its BatchNorm a '
+            'single value per channel; normalising that pooled map with the running statistics '
+            '(not updated) instead. Use 2+ images per process, SyncBN over several processes or '
+            'GN to train these statistics.', UserWarning, stacklevel=2)
+    return F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight, norm.bias,
+                        training=False, momentum=0.0, eps=norm.eps)

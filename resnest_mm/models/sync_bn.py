@@ -8,14 +8,40 @@ gives each process the gradient of the summed loss, as torch's SyncBN does on GP
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from mmengine.model import MMDistributedDataParallel
-from mmengine.registry import MODEL_WRAPPERS
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..registry import MODELS
+from ..registry import MODEL_WRAPPERS, MODELS
+
+# Norm config types that synchronise batch statistics over processes (mmcv's SyncBN, torch's
+# SyncBatchNorm, ours).
+SYNC_BN_TYPES = ('SyncBN', 'MMSyncBN', 'SyncBatchNorm', 'CPUSyncBN', 'resnest_mm.CPUSyncBN')
+
+
+def replace_norm_types(node: Any, new_type: str, types: tuple[str, ...] = SYNC_BN_TYPES) -> int:
+    """In a config (dicts, lists and tuples, nested), give every dict whose ``type`` is one of
+    ``types`` the type ``new_type``, in place: the one norm-type rewriter of the package
+    (SyncBN to BN for one process, to ``resnest_mm.CPUSyncBN`` for CPU processes).
+
+    Returns:
+        int: How many dicts were changed (those already of ``new_type`` are not counted).
+    """
+    count = 0
+    if isinstance(node, dict):
+        if node.get('type') in types and node['type'] != new_type:
+            node['type'] = new_type
+            count += 1
+        for value in node.values():
+            count += replace_norm_types(value, new_type, types)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            count += replace_norm_types(value, new_type, types)
+    return count
 
 
 class _AllReduceSum(torch.autograd.Function):

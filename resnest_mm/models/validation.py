@@ -15,6 +15,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.instancenorm import _InstanceNorm
 
+from .arch import STAGE_BLOCKS
+
 NORM_BASES = (_BatchNorm, _InstanceNorm, nn.GroupNorm, nn.LayerNorm)
 
 
@@ -64,46 +66,54 @@ def check_norm_cfg(norm_cfg: Any) -> None:
               'num_groups=32)')
 
 
-def check_backbone_args(
-    *,
-    depths: Mapping[int, tuple[int, ...]],
-    depth: Any,
-    in_channels: Any,
-    stem_channels: Any,
-    base_channels: Any,
-    num_stages: Any,
-    strides: Any,
-    dilations: Any,
-    multi_grid: Any,
-    out_indices: Any,
-    groups: Any,
-    base_width: Any,
-    radix: Any,
-    reduction_factor: Any,
-    frozen_stages: Any,
-    style: Any,
-    norm_cfg: Any,
-    pretrained: Any,
-    init_cfg: Any,
-) -> None:
-    """Raise ValueError/TypeError for any argument of :class:`ResNeSt` outside its domain."""
-    if depth not in depths:
-        _fail('depth', depth, f'allowed: {", ".join(map(str, depths))}')
-    for option, value in (('in_channels', in_channels), ('stem_channels', stem_channels),
-                          ('base_channels', base_channels), ('groups', groups),
-                          ('base_width', base_width), ('radix', radix),
-                          ('reduction_factor', reduction_factor)):
-        _check_positive_int(option, value)
-    if stem_channels % 2:
-        _fail('stem_channels', stem_channels, 'expected an even number (the stem halves it)')
+def check_backbone_args(args: Mapping[str, Any]) -> None:
+    """Raise ValueError/TypeError, naming the option, for any argument of :class:`ResNeSt`
+    outside its domain. ``args``: its ``__init__`` arguments by name, all of them (so a new
+    option needs a check here only if it has a domain to check)."""
+    depth, num_stages = args['depth'], args['num_stages']
+    if depth not in STAGE_BLOCKS:
+        _fail('depth', depth, f'allowed: {", ".join(map(str, STAGE_BLOCKS))}')
+    for option in ('in_channels', 'stem_channels', 'base_channels', 'groups', 'base_width',
+                   'radix', 'reduction_factor'):
+        _check_positive_int(option, args[option])
+    if args['stem_channels'] % 2:
+        _fail('stem_channels', args['stem_channels'],
+              'expected an even number (the stem halves it)')
     if isinstance(num_stages, bool) or not isinstance(num_stages, int) or not 1 <= num_stages <= 4:
         _fail('num_stages', num_stages, 'allowed: 1, 2, 3, 4')
-    _check_int_sequence('strides', strides, num_stages, f'num_stages={num_stages}')
-    _check_int_sequence('dilations', dilations, num_stages, f'num_stages={num_stages}')
-    if multi_grid is not None:
-        last_blocks = depths[depth][num_stages - 1]
-        _check_int_sequence('multi_grid', multi_grid, last_blocks,
+    _check_int_sequence('strides', args['strides'], num_stages, f'num_stages={num_stages}')
+    _check_int_sequence('dilations', args['dilations'], num_stages, f'num_stages={num_stages}')
+    if args['multi_grid'] is not None:
+        _check_int_sequence('multi_grid', args['multi_grid'],
+                            STAGE_BLOCKS[depth][num_stages - 1],
                             f'blocks in the last stage of depth {depth}')
+    _check_out_indices(args['out_indices'], num_stages)
+    frozen_stages = args['frozen_stages']
+    if (isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int)
+            or not -1 <= frozen_stages <= num_stages):
+        _fail('frozen_stages', frozen_stages,
+              f'allowed: -1 (none), 0 (stem) to {num_stages} (stem and all stages)')
+    if args['style'] != 'pytorch':
+        _fail('style', args['style'],
+              "only 'pytorch' is supported (stride on the 3x3 convolution)")
+    check_norm_cfg(args['norm_cfg'])
+    for option in ('contract_dilation', 'avg_down_stride', 'avd_first', 'first_block_avd',
+                   'norm_eval', 'with_cp', 'zero_init_residual'):
+        if not isinstance(args[option], bool):
+            _fail(option, args[option], 'expected True or False', TypeError)
+    if args['first_block_avd'] and not args['avg_down_stride']:
+        _fail('first_block_avd', args['first_block_avd'],
+              'it needs avg_down_stride=True (the pool it adds is that pool)')
+    _check_regularisation(args, num_stages)
+    _check_dcn(args['dcn'], args['stage_with_dcn'], num_stages)
+    pretrained = args['pretrained']
+    if pretrained is not None and not isinstance(pretrained, str):
+        _fail('pretrained', pretrained, 'expected a checkpoint path or name', TypeError)
+    if pretrained is not None and args['init_cfg'] is not None:
+        _fail('pretrained', pretrained, 'give either pretrained or init_cfg, not both')
+
+
+def _check_out_indices(out_indices: Any, num_stages: int) -> None:
     if (not isinstance(out_indices, Sequence) or isinstance(out_indices, str)
             or not out_indices):
         _fail('out_indices', out_indices, 'expected a non-empty sequence of stage indices',
@@ -113,17 +123,6 @@ def check_backbone_args(
     if bad:
         _fail('out_indices', out_indices,
               f'each index must be in 0..{num_stages - 1} for num_stages={num_stages}')
-    if (isinstance(frozen_stages, bool) or not isinstance(frozen_stages, int)
-            or not -1 <= frozen_stages <= num_stages):
-        _fail('frozen_stages', frozen_stages,
-              f'allowed: -1 (none), 0 (stem) to {num_stages} (stem and all stages)')
-    if style != 'pytorch':
-        _fail('style', style, "only 'pytorch' is supported (stride on the 3x3 convolution)")
-    check_norm_cfg(norm_cfg)
-    if pretrained is not None and not isinstance(pretrained, str):
-        _fail('pretrained', pretrained, 'expected a checkpoint path or name', TypeError)
-    if pretrained is not None and init_cfg is not None:
-        _fail('pretrained', pretrained, 'give either pretrained or init_cfg, not both')
 
 
 def check_input(x: Any, in_channels: int) -> None:
@@ -155,12 +154,10 @@ def _check_probability(option: str, value: Any) -> None:
         _fail(option, value, 'expected a float in [0, 1)')
 
 
-def check_regularisation_args(
-    *, drop_path_rate: Any, dropblock: Any, stage_with_dropblock: Any, num_stages: int
-) -> None:
-    """Check the stochastic-depth and DropBlock options of :class:`ResNeSt`."""
-    _check_probability('drop_path_rate', drop_path_rate)
-    _check_stage_flags('stage_with_dropblock', stage_with_dropblock, num_stages)
+def _check_regularisation(args: Mapping[str, Any], num_stages: int) -> None:
+    _check_probability('drop_path_rate', args['drop_path_rate'])
+    _check_stage_flags('stage_with_dropblock', args['stage_with_dropblock'], num_stages)
+    dropblock = args['dropblock']
     if dropblock is None:
         return
     if not isinstance(dropblock, Mapping):
@@ -174,8 +171,7 @@ def check_regularisation_args(
     _check_positive_int("dropblock['block_size']", dropblock.get('block_size', 3))
 
 
-def check_dcn_args(*, dcn: Any, stage_with_dcn: Any, conv_cfg: Any, num_stages: int) -> None:
-    """Check the deformable-convolution options of :class:`ResNeSt`."""
+def _check_dcn(dcn: Any, stage_with_dcn: Any, num_stages: int) -> None:
     _check_stage_flags('stage_with_dcn', stage_with_dcn, num_stages)
     if dcn is None:
         return
@@ -191,12 +187,3 @@ def check_dcn_args(*, dcn: Any, stage_with_dcn: Any, conv_cfg: Any, num_stages: 
     if not isinstance(dcn.get('fallback_on_stride', False), bool):
         _fail("dcn['fallback_on_stride']", dcn['fallback_on_stride'], 'expected a bool',
               TypeError)
-
-
-def check_first_block_avd(first_block_avd: Any, avg_down_stride: Any) -> None:
-    """``first_block_avd`` adds the ``avg_down_stride`` pool to unstrided first blocks."""
-    if not isinstance(first_block_avd, bool):
-        _fail('first_block_avd', first_block_avd, 'expected True or False', TypeError)
-    if first_block_avd and not avg_down_stride:
-        _fail('first_block_avd', first_block_avd,
-              'it needs avg_down_stride=True (the pool it adds is that pool)')
