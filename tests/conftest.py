@@ -8,9 +8,6 @@ import os
 import pytest
 import torch
 
-# Until every test imports them from helpers: the names older tests import from here.
-from helpers import max_abs_diff, official_stage_outputs, randomize_  # noqa: F401
-
 # Two cores: keep intra-op threads at two and make runs repeatable.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

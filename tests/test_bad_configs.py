@@ -16,7 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 from test_preemption import _segmentation, write_pretrained
 from test_tools import train_tool
 from tiny import DEEPLABV3, REPO, as_cli

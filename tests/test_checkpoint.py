@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.runner.checkpoint import get_external_models, save_checkpoint
 

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 from mmdet.models.backbones import ResNeSt as MMDetResNeSt
 from mmdet.structures import DetDataSample
 from mmengine.config import Config

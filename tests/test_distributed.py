@@ -16,7 +16,7 @@ import warnings
 import pytest
 import torch
 import torch.distributed as dist
-from conftest import randomize_
+from helpers import randomize_
 from tiny import DEEPLABV3, REPO, as_cli, tiny_segmentation_options
 
 from resnest_mm.apis import build_test_config, load_config, setup_cpu_distributed

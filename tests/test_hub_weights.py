@@ -18,7 +18,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
-from conftest import max_abs_diff, official_stage_outputs, randomize_
+from helpers import max_abs_diff, official_stage_outputs, randomize_
 from safetensors.torch import save_file
 from tiny import DEEPLABV3, as_cli, tiny_segmentation_options
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import max_abs_diff, randomize_
+from helpers import max_abs_diff, randomize_
 
 from resnest_mm import ResNeSt
 from resnest_mm import checkpoint as ckpt

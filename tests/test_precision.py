@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 from mmcv import ops
 from mmdet.models import backbones as mmdet_backbones
 from tiny import DEEPLABV3, FASTER_RCNN, REPO, tiny_detection_options, tiny_segmentation_options

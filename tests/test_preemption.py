@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 from test_tools import test_tool, train_tool
 from tiny import (
     BACKBONE,

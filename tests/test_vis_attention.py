@@ -6,7 +6,7 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 
 from resnest_mm import ResNeSt
 from resnest_mm.visualization import collect_stage_activations, draw_attention, to_input_tensor

@@ -28,7 +28,7 @@ import torch
 from mmengine.dist import all_reduce, get_world_size, is_main_process
 from mmengine.hooks import CheckpointHook
 
-from ..hooks import HOOKS
+from ..registry import HOOKS
 from . import random_state
 from .atomic import ATOMIC_BACKEND, atomic_write
 

@@ -26,7 +26,7 @@ import torch
 from mmengine.dist import all_reduce, barrier, get_world_size, is_main_process
 from mmengine.hooks import Hook
 
-from ..hooks import HOOKS
+from ..registry import HOOKS
 from .checkpoint_hook import AtomicCheckpointHook, resume_hint
 
 # sysexits.h EX_TEMPFAIL: "a temporary failure; the user is invited to retry later".

@@ -9,7 +9,7 @@ from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.structures import BaseDataElement
 
-from ..hooks import HOOKS
+from ..registry import HOOKS
 from .capability import warn_if_bf16_is_slow
 from .fp32_ops import cast_ops_to_fp32
 
