@@ -12,6 +12,7 @@ where a feature cannot work without it.
 | :func:`autocast_enabled` | ``torch.is_autocast_enabled(device_type)`` | 2.4 |
 | :func:`cpu_fused_optimizers` | ``fused=True`` for CPU SGD/Adam/AdamW | 2.4 |
 | :func:`allowed_globals` | ``torch.serialization.get_safe_globals`` and friends | 2.5 |
+| :func:`inference_compile_settings` | private: inductor's freezing, no duck shapes | checked |
 | :func:`require` | ``torch.export``, CPU bf16 kernels, ... | per feature |
 """
 
@@ -78,7 +79,7 @@ def autocast_enabled(device_type: str = 'cpu') -> bool:
         return torch.is_autocast_enabled()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cpu_fused_optimizers() -> bool:
     """Whether this torch has fused CPU kernels for SGD, Adam and AdamW (torch >= 2.4)."""
     param = torch.nn.Parameter(torch.zeros(1))
@@ -117,3 +118,50 @@ def allowed_globals(entries: Iterable) -> Iterator[None]:
     finally:
         serialization.clear_safe_globals()
         serialization.add_safe_globals(before)
+
+
+def inference_compile_settings(freezing: bool = True) -> contextlib.AbstractContextManager:
+    """A context in which ``torch.compile`` traces and compiles as ``--compile`` needs it.
+
+    Two private settings, named only here and patched only where this torch has them:
+
+    - inductor's freezing (``torch._inductor.config.freezing``, with ``freezing``): the
+      weights become constants of the compiled graph, which lets inductor fold BatchNorm into
+      the convolutions and pre-pack the weights for oneDNN. It applies to graphs run without
+      autograd; the weights must not change after the first call. Dynamo reads the same flag
+      while tracing (to keep the parameters as constants guarded by identity, so that another
+      module of the same class compiles anew), so it is patched around the calls that may
+      compile: passed as a per-compile option it reaches inductor only, and freezes nothing.
+    - no duck shapes (``torch.fx.experimental._config.use_duck_shape``): with them, a first
+      image whose height equals its width gives both one symbol, and the first non-square
+      image compiles again.
+
+    Without them (an older torch) the compile is plain: unfrozen, or with duck shapes.
+    """
+    patches = []
+    inductor = _inductor_config()
+    if freezing and isinstance(getattr(inductor, 'freezing', None), bool):
+        patches.append(inductor.patch(freezing=True))
+    try:
+        from torch.fx.experimental import _config as fx_config
+    except ImportError:
+        fx_config = None
+    if isinstance(getattr(fx_config, 'use_duck_shape', None), bool):
+        patches.append(fx_config.patch(use_duck_shape=False))
+    stack = contextlib.ExitStack()
+    for patch in patches:
+        stack.enter_context(patch)
+    return stack
+
+
+def has_inductor_freezing() -> bool:
+    """Whether :func:`inference_compile_settings` freezes with this torch."""
+    return isinstance(getattr(_inductor_config(), 'freezing', None), bool)
+
+
+def _inductor_config():
+    try:
+        from torch._inductor import config
+    except ImportError:  # a torch built without inductor: torch.compile reports it
+        return None
+    return config

@@ -23,7 +23,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..compat import is_compiling
-
 from .norm import batch_norm_in_place
 
 

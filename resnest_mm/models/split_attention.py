@@ -18,7 +18,6 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from ..compat import is_compiling, is_graph_capture
-
 from .norm import has_forward_hooks, norm_single_sample
 from .recompute import norm_relu, rebuild_in_backward, recipe_book
 from .scripting import scriptable_copy_of

@@ -1,0 +1,72 @@
+"""``--compile``: the compiled inference of ours and of MMDetection's / MMSegmentation's model,
+timed interleaved with the eager ones, as :mod:`resnest_mm.deploy.compile` compiles them.
+
+Each compiled model is a copy of an eager one (the same weights), compiled the same way for
+both codebases; its first call (compiling included) is timed apart, its outputs are checked
+against the eager copy's before timing, and the ratios go to the result's ``ratios``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .settings import MMDET, OURS
+
+COMPILED = '{} compiled'
+
+
+def compiled_copies(models: dict[str, nn.Module], parts: Sequence[str] | None,
+                    names: Sequence[str] = (OURS, MMDET)) -> dict[str, tuple[nn.Module, object]]:
+    """``{'<name> compiled': (copy, report)}`` for each of ``names``: a deep copy in eval mode
+    with ``parts`` compiled (None: the default parts; ``['.']``: the whole module's forward)."""
+    from ..deploy import check_compiler, compile_model
+
+    check_compiler()
+    out = {}
+    for name in names:
+        model = copy.deepcopy(models[name])
+        model.eval()  # mmdet's ResNet.train returns None
+        report = compile_model(model, None if parts is None else list(parts))
+        out[COMPILED.format(name)] = (model, report)
+    return out
+
+
+def first_calls(steps: dict[str, Callable[[], object]]) -> dict[str, float]:
+    """Seconds of one call of each step (for a compiled one: compiling and a run)."""
+    seconds = {}
+    for name, step in steps.items():
+        start = time.perf_counter()
+        step()
+        seconds[name] = time.perf_counter() - start
+    return seconds
+
+
+def max_abs_diff(a, b) -> float:
+    """Largest absolute difference between two (nested lists/tuples of) tensors."""
+    if isinstance(a, torch.Tensor):
+        return (a.float() - b.float()).abs().max().item() if a.numel() else 0.0
+    return max((max_abs_diff(x, y) for x, y in zip(a, b, strict=True)), default=0.0)
+
+
+def compiled_ratios(timings: dict[str, dict], names: Sequence[str] = (OURS, MMDET),
+                    prefix: str = '') -> dict[str, float]:
+    """Ours compiled over MMDetection's eager and over its compiled, and compiled over eager
+    for each; ``prefix`` names the model kind (``'detector_'``, ``'segmentor_'``)."""
+    ours, theirs = names
+
+    def median(name: str) -> float:
+        return timings[name]['median']
+
+    ours_c, theirs_c = COMPILED.format(ours), COMPILED.format(theirs)
+    codebase = theirs.split('.')[0]
+    return {
+        f'compiled_{prefix}inference_vs_{codebase}_eager': median(ours_c) / median(theirs),
+        f'compiled_{prefix}inference_vs_{codebase}_compiled': median(ours_c) / median(theirs_c),
+        f'compiled_{prefix}inference_vs_eager_ours': median(ours_c) / median(ours),
+        f'compiled_{prefix}inference_vs_eager_{codebase}': median(theirs_c) / median(theirs),
+    }
