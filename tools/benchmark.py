@@ -67,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--compile-train', action='store_true',
                         help='with --compile (backbone mode): also time a compiled training '
                              'step of ours')
+    parser.add_argument('--parts', nargs='+', default=[],
+                        help='--detector: parts of ours to time alone, eager and compiled '
+                             '(e.g. backbone neck rpn_head)')
     parser.add_argument('--inference-only', action='store_true',
                         help='--detector: time inference only (no training iteration)')
     parser.add_argument('--fuse', action='store_true',
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
         elif args.detector:
             cfg = benchmark.DetectorBenchmarkConfig(
                 ours=args.config, theirs=args.mmdet_config,
-                inference_only=args.inference_only, **common)
+                inference_only=args.inference_only, parts=tuple(args.parts), **common)
             result = benchmark.run_detector_benchmark(cfg)
         else:
             cfg = benchmark.BenchmarkConfig(
@@ -120,6 +123,11 @@ def main(argv=None) -> int:
         + (f'_amp_{result["config"]["amp_dtype"]}' if args.amp else '')
         + ('_compiled' if args.compile else ''))
     print(benchmark.format_table(result))
+    for part, entry in (result.get('parts') or {}).items():
+        print(f"part {part}: compiled / eager {entry['ratio']:.3f} ("
+              f"{entry['compiled_s']['median'] * 1e3:.0f} vs {entry['eager_s']['median'] * 1e3:.0f}"
+              f" ms), first call {entry['first_call_s']:.1f} s, max abs diff "
+              f"{entry['max_abs_diff']:.2g}")
     json_path = benchmark.write_json(result, f'{args.out_dir}/{name}.json')
     png_path = benchmark.draw_chart(result, f'{args.out_dir}/{name}.png')
     print(f'wrote {json_path} and {png_path}')

@@ -70,3 +70,56 @@ def compiled_ratios(timings: dict[str, dict], names: Sequence[str] = (OURS, MMDE
         f'compiled_{prefix}inference_vs_eager_ours': median(ours_c) / median(ours),
         f'compiled_{prefix}inference_vs_eager_{codebase}': median(theirs_c) / median(theirs),
     }
+
+
+def time_parts(model: nn.Module, run: Callable[[], object], parts: Sequence[str],
+               repeats: int, device: str = 'cpu') -> dict[str, dict]:
+    """What compiling each part gains: its eager and compiled forward timed interleaved on the
+    inputs it gets in ``run()`` (one eager inference of ``model``).
+
+    Returns per part: ``eager_s`` and ``compiled_s`` (summaries), ``ratio`` (compiled over
+    eager, medians), ``first_call_s`` and ``max_abs_diff``.
+    """
+    from ..deploy import compile_model, uncompile
+    from ..deploy.compile import _get
+    from .timing import time_interleaved
+
+    captured = {}
+    handles = []
+    for name in parts:
+        module = _get(model, name)
+        if module is None:
+            raise ValueError(f'benchmark: the model has no part {name!r}')
+        handles.append(module.register_forward_pre_hook(
+            lambda _, args, kwargs, name=name: captured.setdefault(name, (args, kwargs)),
+            with_kwargs=True))
+    try:
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    out = {}
+    for name in parts:
+        args, kwargs = captured[name]
+        module = _get(model, name)
+        eager = copy.deepcopy(module)
+        eager.eval()
+        compiled = copy.deepcopy(module)
+        compiled.eval()
+        report = compile_model(compiled, ['.'])
+
+        def call(m: nn.Module, args=args, kwargs=kwargs):
+            with torch.no_grad():
+                return m(*args, **kwargs)
+
+        first = first_calls({name: lambda m=compiled: call(m)})[name]
+        if report.parts[0].failed:
+            raise RuntimeError(f'benchmark: compiling {name} failed: {report.parts[0].failed}')
+        diff = max_abs_diff(call(compiled), call(eager))
+        timings = time_interleaved({'eager': lambda m=eager: call(m),
+                                    'compiled': lambda m=compiled: call(m)}, repeats, 1, device)
+        out[name] = dict(eager_s=timings['eager'], compiled_s=timings['compiled'],
+                         ratio=timings['compiled']['median'] / timings['eager']['median'],
+                         first_call_s=first, max_abs_diff=diff)
+        uncompile(compiled)
+    return out

@@ -15,7 +15,7 @@ from torch import nn
 from ..precision import autocast as amp_autocast
 from ..precision import cast_ops_to_fp32, warn_if_bf16_is_slow
 from .analysis import count_params, ratios
-from .compiled import compiled_copies, compiled_ratios, first_calls, max_abs_diff
+from .compiled import compiled_copies, compiled_ratios, first_calls, max_abs_diff, time_parts
 from .machine import machine_info
 from .memory import peak_memory_bytes
 from .settings import MEMORY_FORMATS, MMDET, OURS, RunSettings, invalid, validate_run_settings
@@ -33,6 +33,8 @@ class DetectorBenchmarkConfig(RunSettings):
         theirs: MMDetection's config (``mmdet::`` prefix allowed).
         boxes: Ground-truth boxes per synthetic image.
         inference_only: Time inference only (no training iteration, no memory).
+        parts: Parts of our detector to time alone, eager and compiled, on the inputs they
+            get in an inference (``'backbone'``, ``'neck'``, ``'rpn_head'``, ...).
     """
 
     repeats: int = 3
@@ -40,6 +42,7 @@ class DetectorBenchmarkConfig(RunSettings):
     theirs: str = 'mmdet::resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py'
     boxes: int = 3
     inference_only: bool = False
+    parts: tuple[str, ...] = ()
 
 
 def validate_detector_config(cfg: DetectorBenchmarkConfig) -> None:
@@ -191,6 +194,8 @@ def run_detector_benchmark(cfg: DetectorBenchmarkConfig) -> dict:
     if cfg.compile:
         compiled = add_compiled_predict(models, cfg, steps, feats)
     timings = time_interleaved(steps, cfg.repeats, cfg.warmup, cfg.device)
+    part_times = time_parts(models[OURS], steps[f'{OURS}|inference'], cfg.parts, cfg.repeats,
+                            cfg.device) if cfg.parts else {}
     results = {}
     for name, model in models.items():
         results[name] = dict(params=count_params(model),
@@ -210,7 +215,8 @@ def run_detector_benchmark(cfg: DetectorBenchmarkConfig) -> dict:
     parity = dict(feature_max_abs_diff=feat_diff, feature_scale=scale, loss_ours=losses[OURS],
                   loss_mmdet=losses[MMDET], equal=True)
     return dict(kind='detector', config=asdict(cfg), machine=machine_info(cfg.device),
-                parity=parity, models=results, compiled=compiled, ratios=all_ratios,
+                parity=parity, models=results, compiled=compiled, parts=part_times,
+                ratios=all_ratios,
                 targets=COMPILED_DETECTOR_TARGETS if compiled else {})
 
 
