@@ -242,3 +242,24 @@ def test_unknown_part_is_named():
     with pytest.raises(ValueError, match="no part 'roi_head'"):
         compile_model(_random_model(cfg), ['roi_head'])
 
+
+
+@pytest.mark.slow  # compiles two tiny backbones
+def test_benchmark_compile_writes_the_compiled_ratios(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, str(REPO / 'tools' / 'benchmark.py'), '--depth', '14', '--size', '64',
+         '--stem-channels', '8', '--base-channels', '4', '--repeats', '1', '--compile',
+         '--reference', 'none', '--flops-size', '0', '--out-dir', str(tmp_path), '--name', 'b'],
+        env={**os.environ, 'PYTHONPATH': str(REPO)}, capture_output=True, text=True,
+        timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / 'b.json').read_text())
+    assert set(result['compiled']) == {'resnest_mm.ResNeSt compiled', 'mmdet.ResNeSt compiled'}
+    for entry in result['compiled'].values():
+        assert entry['max_abs_diff_vs_eager'] <= 1e-4 and entry['freezing']
+    ratios = result['ratios']
+    eager = result['models']['mmdet.ResNeSt']['inference_s']['median']
+    ours = result['compiled']['resnest_mm.ResNeSt compiled']['inference_s']['median']
+    assert ratios['compiled_inference_vs_mmdet_eager'] == pytest.approx(ours / eager)
+    assert result['targets']['compiled_inference_vs_mmdet_eager'] == 0.75
+    assert 'compiled_inference_vs_mmdet_eager: ' in proc.stdout
