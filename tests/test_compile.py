@@ -149,9 +149,11 @@ def _logits_over_sizes(monkeypatch, parts):
     gen = torch.Generator().manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter('error', RuntimeWarning)
-        # Sizes above torch's small-convolution threshold (a guard on each convolution's
-        # output size: 20480 values), the first one not square (torch < 2.2 has duck shapes).
-        for i, (h, w) in enumerate([(128, 96), (96, 160), (160, 160), (112, 128)]):
+        # Heights and widths from 32 to 192, all with six 32x32 cells: torch guards whether
+        # each convolution's output holds more than 20480 values (its backend choice), which
+        # these sizes leave unchanged at every stride. The first one is not square (torch <
+        # 2.2 has duck shapes).
+        for i, (h, w) in enumerate([(64, 96), (96, 64), (192, 32), (32, 192)]):
             if i == 1:
                 monkeypatch.setattr(torch._dynamo.config, 'error_on_recompile', True)
             image = torch.randn(1, 3, h, w, generator=gen)
