@@ -15,6 +15,7 @@ where a feature cannot work without it.
 | :func:`event_span_ns` | ``KinetoEvent.start_ns`` and ``duration_ns`` (profiler) | 2.2 |
 | :func:`torchscript_onnx_export` | ``torch.onnx.export(dynamo=False)`` | 2.5 |
 | :func:`export_dim` | ``torch.export.Dim`` (dynamic shapes of ``torch.export``) | 2.2 |
+| :func:`inference_compile_settings` | private: inductor's freezing, no duck shapes | checked |
 | :func:`require` | any feature with a minimum torch | per feature |
 """
 
@@ -142,3 +143,50 @@ def export_dim(name: str, min: int, max: int):
     """``torch.export.Dim``: a dynamic dimension for ``torch.export.export`` (torch >= 2.2)."""
     require('torch.export with dynamic shapes', '2.2')
     return torch.export.Dim(name, min=min, max=max)
+
+
+def inference_compile_settings(freezing: bool = True) -> contextlib.AbstractContextManager:
+    """A context in which ``torch.compile`` traces and compiles as ``--compile`` needs it.
+
+    Two private settings, named only here and patched only where this torch has them:
+
+    - inductor's freezing (``torch._inductor.config.freezing``, with ``freezing``): the
+      weights become constants of the compiled graph, which lets inductor fold BatchNorm into
+      the convolutions and pre-pack the weights for oneDNN. It applies to graphs run without
+      autograd; the weights must not change after the first call. Dynamo reads the same flag
+      while tracing (to keep the parameters as constants guarded by identity, so that another
+      module of the same class compiles anew), so it is patched around the calls that may
+      compile: passed as a per-compile option it reaches inductor only, and freezes nothing.
+    - no duck shapes (``torch.fx.experimental._config.use_duck_shape``): with them, a first
+      image whose height equals its width gives both one symbol, and the first non-square
+      image compiles again.
+
+    Without them (an older torch) the compile is plain: unfrozen, or with duck shapes.
+    """
+    patches = []
+    inductor = _inductor_config()
+    if freezing and isinstance(getattr(inductor, 'freezing', None), bool):
+        patches.append(inductor.patch(freezing=True))
+    try:
+        from torch.fx.experimental import _config as fx_config
+    except ImportError:
+        fx_config = None
+    if isinstance(getattr(fx_config, 'use_duck_shape', None), bool):
+        patches.append(fx_config.patch(use_duck_shape=False))
+    stack = contextlib.ExitStack()
+    for patch in patches:
+        stack.enter_context(patch)
+    return stack
+
+
+def has_inductor_freezing() -> bool:
+    """Whether :func:`inference_compile_settings` freezes with this torch."""
+    return isinstance(getattr(_inductor_config(), 'freezing', None), bool)
+
+
+def _inductor_config():
+    try:
+        from torch._inductor import config
+    except ImportError:  # a torch built without inductor: torch.compile reports it
+        return None
+    return config

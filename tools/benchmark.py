@@ -6,6 +6,9 @@ Examples:
         --size 224
     python tools/benchmark.py --amp --channels-last # CPU: bf16 autocast, channels_last
     python tools/benchmark.py --detector            # one Faster R-CNN iteration, ours vs mmdet
+    python tools/benchmark.py --compile --reference none   # + compiled inference of both
+    python tools/benchmark.py --detector --compile --inference-only --batch 1 --size 800 1216
+    python tools/benchmark.py --segmentor --compile # DeepLabV3 S-50 inference, ours vs mmseg
 
 Prints a table and writes ``<out-dir>/<name>.json`` and ``<out-dir>/<name>.png``.
 """
@@ -23,7 +26,8 @@ from resnest_mm import benchmark
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--depth', type=int, default=50)
-    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--batch', type=int, default=None,
+                        help='images per batch; default 2 (1 with --segmentor)')
     parser.add_argument('--size', type=int, nargs='+', default=[512],
                         help='input size: one value (square) or height width')
     parser.add_argument('--device', default='cpu', help='cpu or cuda')
@@ -51,6 +55,23 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='our detector config (--detector)')
     parser.add_argument('--mmdet-config', default=benchmark.DetectorBenchmarkConfig.theirs,
                         help="MMDetection's detector config (--detector)")
+    parser.add_argument('--segmentor', action='store_true',
+                        help='time DeepLabV3 inference (batch 1 by default), ours vs mmseg')
+    parser.add_argument('--segmentor-config', default=benchmark.SegmentorBenchmarkConfig.ours,
+                        help='our segmentor config (--segmentor)')
+    parser.add_argument('--mmseg-config', default=benchmark.SegmentorBenchmarkConfig.theirs,
+                        help="MMSegmentation's segmentor config (--segmentor)")
+    parser.add_argument('--compile', action='store_true',
+                        help='also time the inference of both models compiled as the tools\' '
+                             '--compile does (dynamic shapes, freezing)')
+    parser.add_argument('--compile-train', action='store_true',
+                        help='with --compile (backbone mode): also time a compiled training '
+                             'step of ours')
+    parser.add_argument('--parts', nargs='+', default=[],
+                        help='--detector: parts of ours to time alone, eager and compiled '
+                             '(e.g. backbone neck rpn_head)')
+    parser.add_argument('--inference-only', action='store_true',
+                        help='--detector: time inference only (no training iteration)')
     parser.add_argument('--fuse', action='store_true',
                         help='time inference of our backbone with and without BatchNorm folding')
     parser.add_argument('--out-dir', default='work_dirs/benchmark')
@@ -67,28 +88,46 @@ def main(argv=None) -> int:
         return report_fusion(args, size)
     if args.channels_last:
         args.memory_format = 'channels_last'
-    common = dict(batch=args.batch, size=size, device=args.device, amp=args.amp,
-                  amp_dtype=args.amp_dtype, memory_format=args.memory_format,
+    if args.batch is None:
+        args.batch = 1 if args.segmentor else 2
+    common = dict(batch=args.batch, compile=args.compile, size=size, device=args.device,
+                  amp=args.amp, amp_dtype=args.amp_dtype, memory_format=args.memory_format,
                   threads=args.threads or None,
                   repeats=args.repeats, warmup=args.warmup)
+    from resnest_mm.deploy import CompileUnavailableError
+
     try:
-        if args.detector:
+        if args.segmentor:
+            cfg = benchmark.SegmentorBenchmarkConfig(
+                ours=args.segmentor_config, theirs=args.mmseg_config, **common)
+            result = benchmark.run_segmentor_benchmark(cfg)
+        elif args.detector:
             cfg = benchmark.DetectorBenchmarkConfig(
-                ours=args.config, theirs=args.mmdet_config, **common)
+                ours=args.config, theirs=args.mmdet_config,
+                inference_only=args.inference_only, parts=tuple(args.parts), **common)
             result = benchmark.run_detector_benchmark(cfg)
         else:
             cfg = benchmark.BenchmarkConfig(
                 depth=args.depth, stem_channels=args.stem_channels,
                 base_channels=args.base_channels, frozen_stages=args.frozen_stages,
-                reference=args.reference, flops_size=args.flops_size or None, **common)
+                reference=args.reference, flops_size=args.flops_size or None,
+                compile_train=args.compile_train, **common)
             result = benchmark.run_benchmark(cfg)
-    except ValueError as err:
+    except (ValueError, CompileUnavailableError) as err:
         print(err, file=sys.stderr)
         return 2
-    name = args.name or ('detector' if args.detector else f'backbone_s{args.depth}') + (
+    kind = 'segmentor' if args.segmentor else 'detector' if args.detector else (
+        f'backbone_s{args.depth}')
+    name = args.name or kind + (
         f'_{args.device}_b{args.batch}_{size[0]}x{size[1]}_{args.memory_format}'
-        + (f'_amp_{result["config"]["amp_dtype"]}' if args.amp else ''))
+        + (f'_amp_{result["config"]["amp_dtype"]}' if args.amp else '')
+        + ('_compiled' if args.compile else ''))
     print(benchmark.format_table(result))
+    for part, entry in (result.get('parts') or {}).items():
+        print(f"part {part}: compiled / eager {entry['ratio']:.3f} ("
+              f"{entry['compiled_s']['median'] * 1e3:.0f} vs {entry['eager_s']['median'] * 1e3:.0f}"
+              f" ms), first call {entry['first_call_s']:.1f} s, max abs diff "
+              f"{entry['max_abs_diff']:.2g}")
     json_path = benchmark.write_json(result, f'{args.out_dir}/{name}.json')
     png_path = benchmark.draw_chart(result, f'{args.out_dir}/{name}.png')
     print(f'wrote {json_path} and {png_path}')

@@ -1,10 +1,13 @@
 """Draw and save a trained model's predictions for an image or a folder of images.
 
     python tools/infer.py IMAGE_OR_FOLDER CONFIG CHECKPOINT [--out-dir DIR] [--score-thr 0.3]
+        [--compile]
 
 Uses MMDetection's DetInferencer or MMSegmentation's MMSegInferencer, chosen by the config's
 ``default_scope``. Pictures go to ``DIR/vis/``, predictions to ``DIR/preds/`` (mmdet, JSON)
-or ``DIR/pred/`` (mmseg, label PNGs). ``make demo`` prints this command for its checkpoints.
+or ``DIR/pred/`` (mmseg, label PNGs). ``--compile``: the backbone, neck and decode head
+compiled with inductor (pays for folders of many images; see docs/benchmarks.md).
+``make demo`` prints this command for its checkpoints.
 """
 
 import argparse
@@ -23,6 +26,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='boxes below this score are not drawn (detectors)')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
+    parser.add_argument('--compile', action='store_true',
+                        help='compile the backbone, neck and decode head (torch.compile); off '
+                             'by default')
     return parser.parse_args(argv)
 
 
@@ -30,7 +36,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     try:
         files = infer(args.inputs, args.config, args.checkpoint, args.out_dir,
-                      args.score_thr, args.device)
+                      args.score_thr, args.device, compile=args.compile)
     except USER_ERRORS as error:
         sys.exit(f'infer.py: error: {error}')
     pictures = [f for f in files if f.parent.name == 'vis']

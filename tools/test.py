@@ -1,8 +1,12 @@
 """Evaluate a checkpoint with a config (mmdet or mmseg, from its default_scope).
 
     python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE|DIR] [--show-dir DIR]
-        [--tta] [--amp] [--channels-last] [--cfg-options key=value ...]
+        [--tta] [--amp] [--channels-last] [--compile] [--cfg-options key=value ...]
         [--launcher none|pytorch|slurm|mpi]
+
+--compile compiles the backbone and neck (a segmentor's decode head too) with inductor
+(resnest_mm.deploy.compile_model); its caches persist in $TORCHINDUCTOR_CACHE_DIR
+(default ~/.cache/resnest_mm/inductor).
 
 Several processes: tools/dist_test.sh CONFIG CHECKPOINT GPUS [args].
 """
@@ -12,6 +16,7 @@ import argparse
 from resnest_mm.apis import build_test_config, prepare_run, run_test
 from resnest_mm.apis.cli import exit_on_user_error
 from resnest_mm.apis.distributed import add_run_arguments, shutdown_distributed
+from resnest_mm.deploy import add_compile_hook, check_compiler
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -28,6 +33,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help='mixed precision: float16 on a GPU, bfloat16 autocast on the CPU')
     parser.add_argument('--channels-last', action='store_true',
                         help='model and input images in channels_last memory format')
+    parser.add_argument('--compile', action='store_true',
+                        help='compile the backbone, neck and decode head (torch.compile, '
+                             'dynamic shapes, freezing); off by default')
     add_run_arguments(parser, 'test_dataloader.dataset.data_root')
     return parser.parse_args(argv)
 
@@ -40,6 +48,9 @@ def main(argv=None) -> None:
             show_dir=args.show_dir, tta=args.tta, cfg_options=args.cfg_options,
             launcher=args.launcher, amp=args.amp, channels_last=args.channels_last)
         prepare_run(cfg, 'test')
+        if args.compile:
+            check_compiler()  # a machine that cannot compile: one line, before any work
+            add_compile_hook(cfg)
     run_test(cfg)
     shutdown_distributed()
 

@@ -30,8 +30,21 @@ def _check_inputs(inputs: str | Path, config: str | Path, checkpoint: str | Path
                                 f'({", ".join(IMAGE_SUFFIXES)})')
 
 
-def build_inferencer(config: str | Path, checkpoint: str | Path, device: str = 'cpu'):
-    """The codebase's inferencer for ``config`` with the weights of ``checkpoint``."""
+def build_inferencer(config: str | Path, checkpoint: str | Path, device: str = 'cpu',
+                     compile: bool = False):
+    """The codebase's inferencer for ``config`` with the weights of ``checkpoint``; with
+    ``compile``, its model's backbone, neck and decode head compiled
+    (:func:`resnest_mm.deploy.compile_model`; the report is the inferencer's
+    ``compile_report``)."""
+    inferencer = _build_inferencer(config, checkpoint, device)
+    if compile:
+        from ..deploy import compile_model
+
+        inferencer.compile_report = compile_model(inferencer.model)
+    return inferencer
+
+
+def _build_inferencer(config: str | Path, checkpoint: str | Path, device: str):
     import resnest_mm  # noqa: F401  (registers resnest_mm.ResNeSt)
 
     codebase = codebase_of(load_config(config))
@@ -45,8 +58,8 @@ def build_inferencer(config: str | Path, checkpoint: str | Path, device: str = '
 
 
 def infer(inputs: str | Path, config: str | Path, checkpoint: str | Path,
-          out_dir: str | Path = 'outputs', score_thr: float = 0.3, device: str = 'cpu'
-          ) -> list[Path]:
+          out_dir: str | Path = 'outputs', score_thr: float = 0.3, device: str = 'cpu',
+          compile: bool = False) -> list[Path]:
     """Draw and save the predictions of a trained model for an image or a folder of images.
 
     Args:
@@ -57,15 +70,22 @@ def infer(inputs: str | Path, config: str | Path, checkpoint: str | Path,
             (mmdet, JSON) or ``<out_dir>/pred/`` (mmseg, label PNGs).
         score_thr: boxes below this score are not drawn (mmdet).
         device: 'cpu' or 'cuda'.
+        compile: compile the backbone, neck and decode head (:mod:`resnest_mm.deploy.compile`);
+            the compile time is logged as one line.
 
     Returns:
         The files written, sorted.
 
     Raises:
         FileNotFoundError: the image or folder, config or checkpoint does not exist.
+        resnest_mm.deploy.CompileUnavailableError: ``compile`` where torch cannot compile.
     """
     _check_inputs(inputs, config, checkpoint)
-    inferencer = build_inferencer(config, checkpoint, device)
+    if compile:
+        from ..deploy import check_compiler
+
+        check_compiler()
+    inferencer = build_inferencer(config, checkpoint, device, compile)
     out_dir = Path(out_dir)
     before = set(out_dir.rglob('*')) if out_dir.exists() else set()
     if type(inferencer).__name__ == 'DetInferencer':
@@ -73,4 +93,8 @@ def infer(inputs: str | Path, config: str | Path, checkpoint: str | Path,
                    no_save_pred=False)
     else:
         inferencer(str(inputs), out_dir=str(out_dir))
+    if compile:
+        from mmengine.logging import print_log
+
+        print_log(inferencer.compile_report.summary(), logger='current')
     return sorted(p for p in out_dir.rglob('*') if p.is_file() and p not in before)

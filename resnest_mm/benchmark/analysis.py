@@ -37,22 +37,22 @@ def count_flops(model: nn.Module, size: tuple[int, int], device: str) -> int:
 def ratios(results: dict[str, dict]) -> dict:
     """Ours over MMDetection's ResNeSt (time, CPU time, memory), and over each reference."""
     ours, theirs = results[OURS], results[MMDET]
-    out = dict(
-        train_time=ours['train_s']['median'] / theirs['train_s']['median'],
-        inference_time=ours['inference_s']['median'] / theirs['inference_s']['median'],
-        train_cpu_time=ours['train_s']['cpu']['median'] / theirs['train_s']['cpu']['median'],
-        inference_cpu_time=(ours['inference_s']['cpu']['median']
-                            / theirs['inference_s']['cpu']['median']),
-        train_peak_memory=ours['train_peak_bytes'] / theirs['train_peak_bytes'],
-    )
+    steps = [step for step in ('train', 'inference') if f'{step}_s' in ours]  # inference-only
+    out = {}
+    for step in steps:
+        out[f'{step}_time'] = ours[f'{step}_s']['median'] / theirs[f'{step}_s']['median']
+    for step in steps:
+        out[f'{step}_cpu_time'] = (ours[f'{step}_s']['cpu']['median']
+                                   / theirs[f'{step}_s']['cpu']['median'])
+    if 'train_peak_bytes' in ours:
+        out['train_peak_memory'] = ours['train_peak_bytes'] / theirs['train_peak_bytes']
     if ours.get('held_bytes') and theirs.get('held_bytes'):
         out['held_for_backward'] = ours['held_bytes'] / theirs['held_bytes']
     for ref in (name for name in results if name not in (OURS, MMDET)):
         resnet = results[ref]
-        out[f'ours_over_{ref}_train_time'] = (
-            ours['train_s']['median'] / resnet['train_s']['median'])
-        out[f'ours_over_{ref}_inference_time'] = (
-            ours['inference_s']['median'] / resnet['inference_s']['median'])
+        for step in steps:
+            out[f'ours_over_{ref}_{step}_time'] = (
+                ours[f'{step}_s']['median'] / resnet[f'{step}_s']['median'])
         if ours.get('flops_at_input') and resnet.get('flops_at_input'):
             out[f'ours_over_{ref}_flops'] = ours['flops_at_input'] / resnet['flops_at_input']
     return out

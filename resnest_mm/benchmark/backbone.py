@@ -7,6 +7,7 @@ backward) of the three interleaved in one process, and measures the memory of ea
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import asdict
 
@@ -16,6 +17,7 @@ from torch import nn
 from ..models import ResNeSt
 from ..precision import autocast, warn_if_bf16_is_slow
 from .analysis import count_flops, count_params, published_comparison, ratios
+from .compiled import COMPILED, compiled_copies, compiled_ratios, first_calls, max_abs_diff
 from .machine import machine_info
 from .memory import allocated_bytes, cpu_span_allocations, peak_memory_bytes
 from .settings import (
@@ -190,6 +192,9 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
     for name, model in models.items():
         steps[f'{name}|inference'] = lambda m=model: inference_step(m, image, cfg)
         steps[f'{name}|train'] = lambda m=model: training_step(m, image, cfg)
+    compiled = {}
+    if cfg.compile:
+        compiled = _add_compiled_steps(models, image, cfg, steps)
     timings = time_interleaved(steps, cfg.repeats, cfg.warmup, cfg.device)
 
     results: dict[str, dict] = {}
@@ -206,7 +211,55 @@ def run_benchmark(cfg: BenchmarkConfig) -> dict:
         entry['flops_at_input'] = count_flops(model, cfg.size, cfg.device)
         results[name] = entry
 
+    all_ratios = ratios(results)
+    if compiled:
+        for name, entry in compiled.items():
+            entry['inference_s'] = timings[f'{name}|inference']
+            if f'{name}|train' in timings:
+                entry['train_s'] = timings[f'{name}|train']
+                all_ratios['compiled_train_vs_eager_ours'] = (
+                    entry['train_s']['median'] / timings[f'{OURS}|train']['median'])
+        all_ratios.update(compiled_ratios(
+            {name: timings[f'{name}|inference'] for name in [*models, *compiled]}))
     return dict(
         kind='backbone', config=asdict(cfg), machine=machine_info(cfg.device), parity=parity,
-        models=results, ratios=ratios(results), published=published_comparison(results, cfg),
-        targets=CPU_TARGETS)
+        models=results, compiled=compiled, ratios=all_ratios,
+        published=published_comparison(results, cfg),
+        targets={**CPU_TARGETS, **(COMPILED_TARGETS if compiled else {})})
+
+
+# Issue 23's target for the compiled backbone (S-50, 2x512x512, CPU, 2 threads).
+COMPILED_TARGETS = {'compiled_inference_vs_mmdet_eager': 0.75}
+
+
+def _add_compiled_steps(models: dict[str, nn.Module], image: torch.Tensor,
+                        cfg: BenchmarkConfig, steps: dict) -> dict[str, dict]:
+    """Compile copies of ours and MMDetection's ResNeSt, call each once (compiling; timed),
+    check their outputs against the eager ones and add their inference to ``steps``."""
+    copies = compiled_copies(models, ['.'])
+    new_steps = {name: (lambda m=model: inference_step(m, image, cfg))
+                 for name, (model, _) in copies.items()}
+    first = first_calls(new_steps)
+    entries = {}
+    for (name, (_, report)), eager in zip(copies.items(), (OURS, MMDET), strict=True):
+        diff = max_abs_diff(new_steps[name](), inference_step(models[eager], image, cfg))
+        scale = max(o.abs().max().item() for o in inference_step(models[eager], image, cfg))
+        if not diff <= 1e-4 * max(scale, 1.0):
+            raise RuntimeError(f'benchmark: {name} differs from eager by {diff:.3g} (largest '
+                               f'output {scale:.3g}); timing stopped')
+        if report.parts[0].failed:
+            raise RuntimeError(f'benchmark: compiling {name} failed: {report.parts[0].failed}')
+        entries[name] = dict(first_call_s=first[name], max_abs_diff_vs_eager=diff,
+                             output_scale=scale, dynamic=report.dynamic,
+                             freezing=report.freezing, cache_dir=str(report.cache))
+        steps[f'{name}|inference'] = new_steps[name]
+    if cfg.compile_train:
+        from ..deploy import compile_model
+
+        name = COMPILED.format(OURS)
+        model = copy.deepcopy(models[OURS])
+        compile_model(model, ['.'], dynamic=False, freezing=False)
+        step = lambda m=model: training_step(m, image, cfg)  # noqa: E731
+        entries[name]['train_first_call_s'] = first_calls({name: step})[name]
+        steps[f'{name}|train'] = step
+    return entries

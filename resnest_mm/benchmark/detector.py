@@ -16,6 +16,7 @@ from ..models.sync_bn import replace_norm_types
 from ..precision import autocast as amp_autocast
 from ..precision import cast_ops_to_fp32, warn_if_bf16_is_slow
 from .analysis import count_params, ratios
+from .compiled import compiled_copies, compiled_ratios, first_calls, max_abs_diff, time_parts
 from .machine import machine_info
 from .memory import peak_memory_bytes
 from .settings import MEMORY_FORMATS, MMDET, OURS, RunSettings, invalid, validate_run_settings
@@ -32,12 +33,17 @@ class DetectorBenchmarkConfig(RunSettings):
         ours: Our config file.
         theirs: MMDetection's config (``mmdet::`` prefix allowed).
         boxes: Ground-truth boxes per synthetic image.
+        inference_only: Time inference only (no training iteration, no memory).
+        parts: Parts of our detector to time alone, eager and compiled, on the inputs they
+            get in an inference (``'backbone'``, ``'neck'``, ``'rpn_head'``, ...).
     """
 
     repeats: int = 3
     ours: str = 'configs/faster_rcnn_resnest50_fpn.py'
     theirs: str = 'mmdet::resnest/faster-rcnn_s50_fpn_syncbn-backbone+head_ms-range-1x_coco.py'
     boxes: int = 3
+    inference_only: bool = False
+    parts: tuple[str, ...] = ()
 
 
 def validate_detector_config(cfg: DetectorBenchmarkConfig) -> None:
@@ -166,32 +172,91 @@ def run_detector_benchmark(cfg: DetectorBenchmarkConfig) -> dict:
     losses, feats = {}, {}
     for name, model in models.items():
         model.to(device=cfg.device, memory_format=fmt)
-        num_classes = model.roi_head.bbox_head.num_classes
-        batch = synthetic_detection_batch(cfg, num_classes)
+        batch = _detector_batch(model, cfg)
         train, predict, inputs = _detector_steps(model, batch, cfg)
         model.eval()
         with torch.no_grad():
             feats[name] = model.extract_feat(inputs)
-        losses[name] = train().item()
+        losses[name] = None if cfg.inference_only else train().item()
         steps[f'{name}|train'], steps[f'{name}|inference'] = train, predict
     feat_diff = max((a - b).abs().max().item()
                     for a, b in zip(feats[OURS], feats[MMDET], strict=True))
     scale = max(f.abs().max().item() for f in feats[MMDET])
     tol = 1e-2 if cfg.amp else 1e-5
-    loss_diff = abs(losses[OURS] - losses[MMDET])
-    if not (feat_diff <= tol * max(scale, 1.0) and loss_diff <= tol * max(abs(losses[MMDET]), 1)):
+    loss_ok = cfg.inference_only or (
+        abs(losses[OURS] - losses[MMDET]) <= tol * max(abs(losses[MMDET]), 1))
+    if not (feat_diff <= tol * max(scale, 1.0) and loss_ok):
         raise RuntimeError(
             f'benchmark: detectors differ (features by {feat_diff:.3g} of {scale:.3g}, '
             f'losses {losses[OURS]:.6g} vs {losses[MMDET]:.6g}); timing stopped')
+    if cfg.inference_only:
+        steps = {name: step for name, step in steps.items() if name.endswith('|inference')}
+    compiled = {}
+    if cfg.compile:
+        compiled = add_compiled_predict(models, cfg, steps, feats)
     timings = time_interleaved(steps, cfg.repeats, cfg.warmup, cfg.device)
+    part_times = time_parts(models[OURS], steps[f'{OURS}|inference'], cfg.parts, cfg.repeats,
+                            cfg.device) if cfg.parts else {}
     results = {}
     for name, model in models.items():
-        results[name] = dict(
-            params=count_params(model),
-            inference_s=timings[f'{name}|inference'], train_s=timings[f'{name}|train'],
-            train_peak_bytes=peak_memory_bytes(steps[f'{name}|train'], cfg.device),
-            inference_peak_bytes=peak_memory_bytes(steps[f'{name}|inference'], cfg.device))
+        results[name] = dict(params=count_params(model),
+                             inference_s=timings[f'{name}|inference'])
+        if not cfg.inference_only:
+            results[name].update(
+                train_s=timings[f'{name}|train'],
+                train_peak_bytes=peak_memory_bytes(steps[f'{name}|train'], cfg.device),
+                inference_peak_bytes=peak_memory_bytes(steps[f'{name}|inference'], cfg.device))
+    all_ratios = ratios(results)
+    if compiled:
+        for name, entry in compiled.items():
+            entry['inference_s'] = timings[f'{name}|inference']
+        all_ratios.update(compiled_ratios(
+            {name: timings[f'{name}|inference'] for name in [*models, *compiled]},
+            prefix='detector_'))
     parity = dict(feature_max_abs_diff=feat_diff, feature_scale=scale, loss_ours=losses[OURS],
                   loss_mmdet=losses[MMDET], equal=True)
     return dict(kind='detector', config=asdict(cfg), machine=machine_info(cfg.device),
-                parity=parity, models=results, ratios=ratios(results))
+                parity=parity, models=results, compiled=compiled, parts=part_times,
+                ratios=all_ratios,
+                targets=COMPILED_DETECTOR_TARGETS if compiled else {})
+
+
+# Issue 23's target for the compiled detector (Faster R-CNN S-50 at a COCO size, CPU).
+COMPILED_DETECTOR_TARGETS = {'compiled_detector_inference_vs_mmdet_eager': 0.85}
+
+
+def add_compiled_predict(models: dict[str, nn.Module], cfg: RunSettings, steps: dict,
+                         feats: dict, parts: list[str] | None = None,
+                         batch_fn: Callable | None = None) -> dict[str, dict]:
+    """Compile copies of both models (``parts``; None: the default ones), time their first
+    predict (compiling), check their features (``extract_feat``) against the eager ones and
+    add their predict step to ``steps``."""
+    copies = compiled_copies(models, parts, names=list(models))
+    new_steps, inputs_of = {}, {}
+    for name, (model, _) in copies.items():
+        batch = (batch_fn or _detector_batch)(model, cfg)
+        _, predict, inputs = _detector_steps(model, batch, cfg)
+        new_steps[name], inputs_of[name] = predict, inputs
+    first = first_calls(new_steps)
+    entries = {}
+    for (name, (model, report)), eager in zip(copies.items(), models, strict=True):
+        with torch.no_grad():
+            feat = model.extract_feat(inputs_of[name])
+        diff = max_abs_diff(feat, feats[eager])
+        scale = max(f.abs().max().item() for f in feats[eager])
+        failed = [f'{p.name}: {p.failed}' for p in report.parts if p.failed]
+        if failed:
+            raise RuntimeError(f'benchmark: compiling {name} failed ({"; ".join(failed)})')
+        if not diff <= 1e-4 * max(scale, 1.0):
+            raise RuntimeError(f'benchmark: {name} features differ from eager by {diff:.3g} '
+                               f'(largest {scale:.3g}); timing stopped')
+        entries[name] = dict(
+            first_call_s=first[name], max_abs_diff_vs_eager=diff, output_scale=scale,
+            parts={p.name: p.first_call_s for p in report.parts}, dynamic=report.dynamic,
+            freezing=report.freezing, cache_dir=str(report.cache))
+        steps[f'{name}|inference'] = new_steps[name]
+    return entries
+
+
+def _detector_batch(model: nn.Module, cfg: DetectorBenchmarkConfig) -> dict:
+    return synthetic_detection_batch(cfg, model.roi_head.bbox_head.num_classes)

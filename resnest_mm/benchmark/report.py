@@ -12,16 +12,18 @@ def format_table(result: dict) -> str:
               'train CPU ms', 'train peak MiB', 'held MiB', 'params M', 'GMACs']
     rows = [header]
 
-    def ms(stats: dict) -> str:
+    def ms(stats: dict | None) -> str:
+        if stats is None:  # not measured (--inference-only)
+            return '-'
         return (f"{stats['median'] * 1e3:.0f} "
                 f"({stats['min'] * 1e3:.0f}-{stats['max'] * 1e3:.0f})")
 
     for name, entry in result['models'].items():
-        inf, train = entry['inference_s'], entry['train_s']
+        inf, train = entry['inference_s'], entry.get('train_s')
         flops = entry.get('flops_at_input')
         rows.append([
-            name, ms(inf), ms(train), ms(inf['cpu']), ms(train['cpu']),
-            f"{entry['train_peak_bytes'] / 2**20:.0f}",
+            name, ms(inf), ms(train), ms(inf['cpu']), ms(train and train['cpu']),
+            f"{entry['train_peak_bytes'] / 2**20:.0f}" if 'train_peak_bytes' in entry else '-',
             f"{entry['held_bytes'] / 2**20:.0f}" if 'held_bytes' in entry else '-',
             f"{entry['params'] / 1e6:.2f}",
             f'{flops / 1e9:.2f}' if flops else '-',
@@ -31,6 +33,13 @@ def format_table(result: dict) -> str:
              for row in rows]
     lines.insert(1, '  '.join('-' * w for w in widths))
     lines.append('')
+    for name, entry in (result.get('compiled') or {}).items():
+        lines.append(f"{name}: inference {ms(entry['inference_s'])} ms, CPU "
+                     f"{ms(entry['inference_s']['cpu'])} ms; first call (compiling) "
+                     f"{entry['first_call_s']:.1f} s; max abs diff vs eager "
+                     f"{entry['max_abs_diff_vs_eager']:.2g}"
+                     + (f"; train {ms(entry['train_s'])} ms (first call "
+                        f"{entry['train_first_call_s']:.1f} s)" if 'train_s' in entry else ''))
     for key, value in result['ratios'].items():
         target = result.get('targets', {}).get(key)
         suffix = f'  (target <= {target})' if target else ''
@@ -72,20 +81,23 @@ def draw_chart(result: dict, path: str | Path) -> Path:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    names = list(result['models'])
+    models = {**result['models'], **(result.get('compiled') or {})}
+    names = list(models)
+    zero = dict(median=0.0, min=0.0, max=0.0)  # not measured: compiled (inference only) models
     panels = [
-        ('inference (ms)', [result['models'][n]['inference_s'] for n in names], 1e3),
-        ('training step (ms)', [result['models'][n]['train_s'] for n in names], 1e3),
+        ('inference (ms)', [models[n]['inference_s'] for n in names], 1e3),
+        ('training step (ms)', [models[n].get('train_s', zero) for n in names], 1e3),
     ]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    colors = ['tab:green', 'tab:orange', 'tab:gray', 'tab:blue'][:len(names)]
+    colors = (['tab:green', 'tab:orange', 'tab:gray', 'tab:blue', 'tab:olive', 'tab:red']
+              * 2)[:len(names)]
     for ax, (title, stats, scale) in zip(axes[:2], panels, strict=True):
         medians = [s['median'] * scale for s in stats]
         errors = [[(s['median'] - s['min']) * scale for s in stats],
                   [(s['max'] - s['median']) * scale for s in stats]]
         ax.bar(range(len(names)), medians, yerr=errors, capsize=4, color=colors)
         ax.set_title(f'{title}, median (min-max)')
-    memory = [result['models'][n]['train_peak_bytes'] / 2**20 for n in names]
+    memory = [models[n].get('train_peak_bytes', 0) / 2**20 for n in names]
     axes[2].bar(range(len(names)), memory, color=colors)
     axes[2].set_title('peak training memory (MiB)')
     for ax in axes:

@@ -38,6 +38,8 @@ class RunSettings:
         repeats: Timed repeats of each measurement (median and spread are reported).
         warmup: Untimed runs of each model before timing.
         seed: Seed of the random weights and input.
+        compile: Also time the inference of ours and of the codebase's model compiled as
+            ``--compile`` compiles them (:mod:`resnest_mm.deploy.compile`).
     """
 
     batch: int = 2
@@ -50,6 +52,7 @@ class RunSettings:
     repeats: int = 5
     warmup: int = 1
     seed: int = 0
+    compile: bool = False
 
 
 @dataclass
@@ -72,6 +75,7 @@ class BenchmarkConfig(RunSettings):
     frozen_stages: int = 1
     reference: str = 'ResNetV1d'
     flops_size: int | None = 224
+    compile_train: bool = False
 
     @property
     def resolved_stem_channels(self) -> int:
