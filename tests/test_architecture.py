@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / 'resnest_mm'
 
 # Top to bottom; inside a layer, a part may import the parts listed after it.
 LAYERS = [
-    ['apis', 'export', 'scriptable_segmentor', 'build', 'benchmark', 'visualization'],
+    ['apis', 'export', 'scriptable_segmentor', 'build', 'benchmark', 'deploy', 'visualization'],
     ['engine', 'precision', 'hooks', 'datasets'],
     ['models'],
     ['checkpoint'],

@@ -40,7 +40,7 @@ from mmengine.model import is_model_wrapper
 from torch import nn
 
 from ..compat import has_inductor_freezing, inference_compile_settings
-from ..hooks import HOOKS
+from ..registry import HOOKS
 
 CACHE_ENV = 'TORCHINDUCTOR_CACHE_DIR'
 DEFAULT_CACHE_DIR = Path('~/.cache/resnest_mm/inductor')
