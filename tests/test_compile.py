@@ -12,7 +12,7 @@ import warnings
 import mmengine
 import pytest
 import torch
-from conftest import randomize_
+from helpers import randomize_
 from tiny import (
     DEEPLABV3,
     FASTER_RCNN,

@@ -18,6 +18,12 @@ from resnest_mm.models.memory import RecomputeHooks, recompute
 SMALL = dict(depth=26, stem_channels=16, base_channels=8, frozen_stages=1)
 
 
+# torch 2.1 cannot tell whose saved-tensor hooks are innermost: the recomputation stands aside
+# there (test_torch_that_cannot_see_the_hooks_keeps_every_map checks that plain path).
+needs_hook_visibility = pytest.mark.skipif(
+    not memory.HOOKS_VISIBLE, reason='this torch cannot tell whose saved-tensor hooks are active')
+
+
 def keep_everything():
     """Pass-through saved-tensor hooks: autograd keeps every tensor, recomputing stands aside."""
     return torch.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t)
@@ -53,6 +59,7 @@ def test_gradients_are_bit_identical_to_keeping_the_tensors(kwargs, channels_las
             assert torch.equal(a, b)
 
 
+@needs_hook_visibility
 @pytest.mark.parametrize('frozen_stages', [1, -1])
 def test_recomputing_cuts_what_autograd_holds_by_the_recomputed_maps(frozen_stages):
     model = randomize_(ResNeSt(**dict(SMALL, frozen_stages=frozen_stages))).train()
@@ -83,6 +90,7 @@ def test_recomputing_cuts_what_autograd_holds_by_the_recomputed_maps(frozen_stag
     assert kept - lean == rebuilt
 
 
+@needs_hook_visibility
 def test_hooks_are_shared_by_nested_blocks_and_stand_aside_for_other_hooks():
     with recompute() as outer:
         assert isinstance(outer, RecomputeHooks)
@@ -96,6 +104,7 @@ def test_hooks_are_shared_by_nested_blocks_and_stand_aside_for_other_hooks():
         assert hooks is None
 
 
+@needs_hook_visibility
 def test_registered_storage_cannot_be_mistaken_while_the_hooks_are_open():
     with recompute() as hooks:
         out = torch.ones(4, requires_grad=True) * 2
@@ -138,6 +147,7 @@ def test_training_norms_are_rebuilt_from_the_saved_batch_statistics(amp, channel
         assert torch.equal(a, b)
 
 
+@needs_hook_visibility
 def test_norms_are_replayed_where_the_affine_step_would_round_differently(monkeypatch):
     model = randomize_(ResNeSt(**dict(SMALL, frozen_stages=-1))).train()
     twin = copy.deepcopy(model)
@@ -228,3 +238,21 @@ def test_training_on_random_sizes_keeps_memory_flat(monkeypatch):
     torch.set_num_threads(threads)
     assert len(memory._AFFINE_MATCHES) <= 64
     assert resident[1] - resident[0] < 16 * 2**20
+
+
+@pytest.mark.skipif(memory.HOOKS_VISIBLE, reason='this torch tells whose hooks are active')
+def test_torch_that_cannot_see_the_hooks_keeps_every_map():
+    """torch 2.1: no recompute hooks are installed and autograd keeps every map; gradients
+    are those of the path switched off."""
+    model = ResNeSt(depth=14, stem_channels=16, base_channels=8).train()
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    with memory.recompute() as hooks:
+        assert hooks is None
+    grads = {}
+    for enabled in (True, False):
+        with memory.switched(enabled):
+            x.grad = None
+            model.zero_grad()
+            sum(o.sum() for o in model(x)).backward()
+            grads[enabled] = x.grad.clone()
+    assert torch.equal(grads[True], grads[False])

@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..models.sync_bn import replace_norm_types
 from .analysis import count_params
 from .compiled import compiled_copies, compiled_ratios, first_calls, max_abs_diff
-from .detector import _load_config, _replace_sync_bn
+from .detector import _load_config
 from .machine import machine_info
 from .settings import MEMORY_FORMATS, OURS, RunSettings, invalid, validate_run_settings
 from .timing import time_interleaved
@@ -56,7 +57,7 @@ def build_segmentors(cfg: SegmentorBenchmarkConfig) -> dict[str, nn.Module]:
         theirs_cfg['backbone'][key] = ours_cfg['backbone'][key]
     models = {}
     for name, model_cfg in ((OURS, ours_cfg), (MMSEG, theirs_cfg)):
-        _replace_sync_bn(model_cfg)
+        replace_norm_types(model_cfg, 'BN')  # one CPU process
         model_cfg['backbone']['init_cfg'] = None
         model_cfg['pretrained'] = None
         models[name] = MMSEG_MODELS.build(model_cfg)

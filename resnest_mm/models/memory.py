@@ -42,6 +42,9 @@ from ..compat import is_graph_capture, torch_version
 # The torch releases whose internals this module was checked against (issue 15's range).
 CHECKED_TORCH = ((2, 1), (2, 13))
 INTERNALS_CHECKED = CHECKED_TORCH[0] <= torch_version() <= CHECKED_TORCH[1]
+# Whose saved-tensor hooks are innermost: torch 2.1 cannot tell, so there the recomputation
+# stands aside (it might displace gradient checkpointing's hooks) and autograd keeps the maps.
+HOOKS_VISIBLE = hasattr(torch._C._autograd, '_top_saved_tensors_default_hooks')
 
 _enabled = os.environ.get('RESNEST_MM_MEMORY_PATH', '1') != '0'
 
@@ -369,15 +372,18 @@ def _our_hooks() -> RecomputeHooks | None:
     return owner if isinstance(owner, RecomputeHooks) else None
 
 
-@contextlib.contextmanager
-def recompute() -> Iterator[RecomputeHooks | None]:
+def recompute() -> contextlib.AbstractContextManager[RecomputeHooks | None]:
     """Within the block, maps registered by :func:`norm_act` and :func:`weighted_sum` are
     recomputed in backward rather than kept; yields the hooks, or None where they stand aside:
     the path off, no autograd, tracing or compiling, or other saved-tensor hooks in charge
     (gradient checkpointing, offloading). Blocks nest and share the hooks of the outer one."""
     if not torch.is_grad_enabled() or not _active():
-        yield None
-        return
+        return contextlib.nullcontext()  # a plain context: compilers trace it (torch 2.1 too)
+    return _recompute_block()
+
+
+@contextlib.contextmanager
+def _recompute_block() -> Iterator[RecomputeHooks | None]:
     hooks = _innermost_hooks()
     if hooks is not None:
         owner = getattr(hooks[0], '__self__', None)
