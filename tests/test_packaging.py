@@ -219,7 +219,7 @@ def test_citation_names_the_paper_as_the_readme_bibtex_does():
     paper = cff['preferred-citation']
     assert paper['title'] == 'ResNeSt: Split-Attention Networks' and paper['year'] == 2022
     assert any('2004.08955' in i['value'] for i in paper['identifiers'])
-    readme = (REPO / 'docs' / 'readme' / '24.md').read_text()
+    readme = (REPO / 'README.md').read_text()
     bibtex = readme[readme.index('@inproceedings'):]
     bibtex = bibtex[:bibtex.index('\n}') + 2]
     authors = bibtex.split('author', 1)[1].split('{', 1)[1].split('}', 1)[0]
