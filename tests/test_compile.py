@@ -2,6 +2,7 @@
 the eager ones predict, through tools/test.py and tools/infer.py, compile once over image
 sizes, and a machine that cannot compile stops with one line or (one part) runs eager."""
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -147,15 +148,15 @@ def _logits_over_sizes(monkeypatch, parts):
     # Any recompile (a new graph for a new size) would raise, and the part would fall back
     # to eager with a warning: none may happen after the first size.
     gen = torch.Generator().manual_seed(0)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), contextlib.ExitStack() as after_first:
         warnings.simplefilter('error', RuntimeWarning)
         # Heights and widths from 32 to 192, all with six 32x32 cells: torch guards whether
         # each convolution's output holds more than 20480 values (its backend choice), which
         # these sizes leave unchanged at every stride. The first one is not square (torch <
         # 2.2 has duck shapes).
         for i, (h, w) in enumerate([(64, 96), (96, 64), (192, 32), (32, 192)]):
-            if i == 1 and hasattr(torch._dynamo.config, 'error_on_recompile'):  # torch >= 2.2
-                monkeypatch.setattr(torch._dynamo.config, 'error_on_recompile', True)
+            if i == 1:  # dynamo's own patch: it restores its config on every torch
+                after_first.enter_context(torch._dynamo.config.patch(error_on_recompile=True))
             image = torch.randn(1, 3, h, w, generator=gen)
             metas = [dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w))]
             with torch.no_grad():
