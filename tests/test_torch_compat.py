@@ -172,19 +172,23 @@ def test_importing_the_plugin_lets_mmengine_load_its_checkpoints_weights_only(tm
         torch.load(tmp_path / 'evil.pth')
 
 
-@pytest.fixture(scope='module')
-def pretrained_config(tmp_path_factory) -> Path:
-    """The tiny DeepLabV3 whose backbone loads a pretrained file through init_cfg, as every
-    real config's does."""
-    root = tmp_path_factory.mktemp('pretrained')
-    weights = root / 'resnest14_tiny.pth'
+def _pretrained_config(base: Path, folder: Path, extra: str = '') -> Path:
+    """``base`` (a tiny demo config) with its backbone loading a pretrained file written here
+    through init_cfg, as every real config's does; ``extra`` is added to the config file."""
+    weights = folder / 'resnest14_tiny.pth'
     torch.manual_seed(0)
     torch.save({'state_dict': ResNeSt(**BACKBONE).state_dict()}, weights)
-    config = root / 'deeplabv3_pretrained.py'
-    config.write_text(f"_base_ = {str(DEEPLABV3)!r}\n"
+    config = folder / f'{base.stem}_pretrained.py'
+    config.write_text(f"_base_ = {str(base)!r}\n{extra}"
                       "model = dict(backbone=dict(init_cfg=dict(\n"
                       f"    type='Pretrained', checkpoint={str(weights)!r})))\n")
     return config
+
+
+@pytest.fixture(scope='module')
+def pretrained_config(tmp_path_factory) -> Path:
+    """The tiny DeepLabV3 with a pretrained backbone."""
+    return _pretrained_config(DEEPLABV3, tmp_path_factory.mktemp('pretrained'))
 
 
 def _train(config: Path, work_dir: Path, options: dict, *extra: str):
@@ -201,14 +205,9 @@ def test_mmdetections_own_train_tool_resumes_with_custom_imports(tmp_path):
     import mmdet
     tool = Path(mmdet.__file__).parent / '.mim' / 'tools' / 'train.py'
     assert tool.is_file(), f'mmdet ships no tools/train.py at {tool}'
-    weights = tmp_path / 'resnest14_tiny.pth'
-    torch.manual_seed(0)
-    torch.save({'state_dict': ResNeSt(**BACKBONE).state_dict()}, weights)
-    config = tmp_path / 'faster_rcnn_pretrained.py'
-    config.write_text(f"_base_ = {str(FASTER_RCNN)!r}\n"
-                      "custom_imports = dict(imports=['resnest_mm'], allow_failed_imports=False)\n"
-                      "model = dict(backbone=dict(init_cfg=dict(\n"
-                      f"    type='Pretrained', checkpoint={str(weights)!r})))\n")
+    config = _pretrained_config(
+        FASTER_RCNN, tmp_path,
+        "custom_imports = dict(imports=['resnest_mm'], allow_failed_imports=False)\n")
     root = str(make_coco(tmp_path / 'coco', num_train=2, num_val=1, height=64, width=64)) + '/'
 
     def run(iters: int, *extra: str):
