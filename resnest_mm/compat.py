@@ -108,7 +108,7 @@ def allowed_globals(entries: Iterable) -> Iterator[None]:
     Unlike ``torch.serialization.safe_globals``, blocks nest: leaving one restores exactly the
     allow-list found on entering it, so an inner block with the same entries (a backbone reading
     its pretrained file during a resumed run, say) does not take them from the outer one.
-    Without the API (torch < 2.5) it does nothing; :func:`resnest_mm.checkpoint.reading`
+    Without the API (torch < 2.5) it does nothing; :func:`resnest_mm.pretrained.reading`
     reads such files with its own restricted unpickler there.
     """
     if not has_safe_globals_api():

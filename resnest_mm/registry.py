@@ -24,7 +24,7 @@ OPTIM_WRAPPERS = Registry(
     locations=['resnest_mm.precision'])
 
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='resnest_mm',
-                 locations=['resnest_mm.hooks', 'resnest_mm.engine', 'resnest_mm.precision'])
+                 locations=['resnest_mm.engine', 'resnest_mm.precision'])
 
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='resnest_mm',
                  locations=['resnest_mm.engine.loops'])

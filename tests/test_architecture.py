@@ -16,15 +16,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / 'resnest_mm'
 
 # Top to bottom; inside a layer, a part may import the parts listed after it.
 LAYERS = [
-    ['apis', 'export', 'scriptable_segmentor', 'build', 'benchmark', 'deploy', 'visualization'],
-    ['engine', 'precision', 'hooks', 'datasets'],
+    ['apis', 'benchmark', 'deploy', 'visualization'],
+    ['engine', 'precision', 'datasets'],
     ['models'],
-    ['checkpoint'],
+    ['pretrained'],
     ['registry', 'compat', 'version', 'package_files'],
 ]
-# The one import against the direction: the depth table, pure data, that the checkpoint
-# reports print (imported inside a function).
-ALLOWED_UPWARD = {('checkpoint.reports', 'models.arch')}
+# The one import against the direction: the depth table, pure data, that the pretrained
+# weights' reports print (imported inside a function).
+ALLOWED_UPWARD = {('pretrained.reports', 'models.arch')}
 # The package's entry point (``import resnest_mm`` registers everything): the fronts may
 # import it; nothing below them.
 ENTRY_POINT = '__init__'
@@ -98,7 +98,7 @@ def test_imports_run_one_way(path):
 @pytest.mark.parametrize('part', NO_MODEL_CODE)
 def test_engine_and_precision_import_no_model_code(part):
     for path in (PACKAGE / part).rglob('*.py'):
-        models = sorted(t for t in _imports(path) if _part(t) in ('models', 'hooks', ENTRY_POINT))
+        models = sorted(t for t in _imports(path) if _part(t) in ('models', ENTRY_POINT))
         assert not models, f'{path.relative_to(PACKAGE)} imports {models}'
 
 

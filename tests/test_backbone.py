@@ -187,8 +187,8 @@ def test_frozen_stages_survive_deepcopy_and_train_toggle():
 
 def test_one_depth_table_serves_backbone_checkpoints_and_benchmark():
     from resnest_mm import benchmark
-    from resnest_mm.checkpoint import likely_cause
     from resnest_mm.models.arch import STAGE_BLOCKS
+    from resnest_mm.pretrained import likely_cause
 
     assert ResNeSt.arch_settings is STAGE_BLOCKS
     assert all(STAGE_BLOCKS[d] == b for d, b in benchmark.SHALLOW_STAGE_BLOCKS.items())

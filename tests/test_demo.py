@@ -21,7 +21,7 @@ from zoo import load_mm
 from resnest_mm.apis import load_config
 from resnest_mm.apis.demo import DEMOS, run_demo
 from resnest_mm.apis.pretrain import classification_backbone
-from resnest_mm.checkpoint import detect_layout
+from resnest_mm.pretrained import detect_layout
 
 REAL_CONFIGS = {
     FASTER_RCNN: 'faster_rcnn_resnest50_fpn.py',

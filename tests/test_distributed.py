@@ -105,7 +105,7 @@ def test_distributed_tests_write_the_metrics_json_from_the_main_process_only(
         tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from resnest_mm import hooks
+    from resnest_mm.engine import hooks
 
     checkpoint = tmp_path / 'model.pth'
     checkpoint.write_bytes(b'')

@@ -14,7 +14,8 @@ from tiny import FASTER_RCNN, REPO
 from torch import nn
 
 from resnest_mm import ResNeSt, compat
-from resnest_mm.export import check_onnx, export_config, export_onnx
+from resnest_mm.apis import export_config
+from resnest_mm.deploy import check_onnx, export_onnx
 
 SMALL = dict(depth=14, stem_channels=32, base_channels=16)
 SIZES = [(1, 3, 64, 64), (2, 3, 96, 72)]
@@ -209,8 +210,8 @@ SMALL_DEEPLAB = deeplab_config(
 def test_deeplabv3_segmentor_exports(tmp_path):
     """The whole DeepLabV3 (mmseg's config, our S-50 backbone, SyncBN -> BN): trace, script,
     compile and ONNX with onnxruntime on two sizes."""
-    from resnest_mm.build import build_from_config
-    from resnest_mm.export import SegmentorLogits
+    from resnest_mm.apis import build_from_config
+    from resnest_mm.deploy import SegmentorLogits
 
     config = tmp_path / 'deeplabv3_s50.py'
     config.write_text(DEEPLAB)
@@ -231,7 +232,7 @@ def test_deeplabv3_segmentor_exports(tmp_path):
 
 @pytest.fixture
 def small_deeplab(tmp_path):
-    from resnest_mm.build import build_from_config
+    from resnest_mm.apis import build_from_config
 
     config = tmp_path / 'deeplabv3_s14.py'
     config.write_text(SMALL_DEEPLAB)
@@ -239,7 +240,7 @@ def small_deeplab(tmp_path):
 
 
 def test_script_compiles_a_deeplabv3_segmentor(small_deeplab, tmp_path):
-    from resnest_mm.export import SegmentorLogits
+    from resnest_mm.deploy import SegmentorLogits
 
     model = SegmentorLogits(small_deeplab).eval()
     classes = [type(m) for m in model.modules()]
@@ -261,7 +262,7 @@ def test_script_compiles_a_deeplabv3_segmentor(small_deeplab, tmp_path):
 def test_script_of_a_segmentor_names_what_it_cannot_compile(small_deeplab):
     from mmengine.model import convert_sync_batchnorm
 
-    from resnest_mm.export import SegmentorLogits
+    from resnest_mm.deploy import SegmentorLogits
 
     small_deeplab.decode_head = small_deeplab.auxiliary_head
     with pytest.raises(ValueError, match=r"decode_head='FCNHead'.*ASPPHead"):
@@ -271,8 +272,8 @@ def test_script_of_a_segmentor_names_what_it_cannot_compile(small_deeplab):
 
 
 def test_build_from_config_loads_checkpoints_strictly(small_deeplab, tmp_path):
-    from resnest_mm.build import build_from_config
-    from resnest_mm.checkpoint import WeightMismatchError
+    from resnest_mm.apis import build_from_config
+    from resnest_mm.pretrained import WeightMismatchError
 
     config = tmp_path / 'deeplabv3_s14.py'
     config.write_text(SMALL_DEEPLAB)

@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from resnest_mm import ResNeSt
-from resnest_mm.models.fuse import fuse_conv_bn
+from resnest_mm.deploy import fuse_conv_bn
 
 SMALL = dict(depth=14, stem_channels=32, base_channels=16)
 
@@ -56,7 +56,7 @@ def test_benchmark_fusion_times_each_model_under_its_name(monkeypatch):
     grows with the load other processes put on a shared machine."""
     import time
 
-    from resnest_mm import export
+    from resnest_mm.benchmark import fusion
 
     delay = 0.5
 
@@ -71,8 +71,8 @@ def test_benchmark_fusion_times_each_model_under_its_name(monkeypatch):
         model.register_forward_pre_hook(busy)
         return pairs
 
-    monkeypatch.setattr(export, 'fuse_conv_bn', fuse_then_slow_down)
-    result = export.benchmark_fusion(depth=14, stem_channels=32, base_channels=16,
+    monkeypatch.setattr(fusion, 'fuse_conv_bn', fuse_then_slow_down)
+    result = fusion.benchmark_fusion(depth=14, stem_channels=32, base_channels=16,
                                      size=(32, 32), repeats=2, warmup=1)
     assert result['pairs'] == 23 and result['max_abs_diff'] <= 1e-4
     fused, bn = result['fused']['cpu'], result['bn']['cpu']

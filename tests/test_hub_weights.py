@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from tiny import DEEPLABV3, as_cli, tiny_segmentation_options
 
 from resnest_mm import ResNeSt
-from resnest_mm import checkpoint as ckpt
+from resnest_mm import pretrained as ckpt
 from resnest_mm.datasets import make_ade20k
 
 REPO = Path(__file__).resolve().parents[1]
@@ -198,7 +198,7 @@ def test_without_the_client_the_error_says_how_to_fetch(hub_cache, monkeypatch):
 
 def test_offline_client_stops_with_one_line(tmp_path):
     """The real client, offline (HF_HUB_OFFLINE=1) and with an empty cache, as a user meets it."""
-    code = ('from resnest_mm.checkpoint import resolve_checkpoint\n'
+    code = ('from resnest_mm.pretrained import resolve_checkpoint\n'
             'try:\n'
             "    resolve_checkpoint('hf-hub:timm/resnest101e.in1k')\n"
             'except FileNotFoundError as err:\n'

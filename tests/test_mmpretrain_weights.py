@@ -22,7 +22,7 @@ import torch
 from helpers import max_abs_diff, randomize_
 
 from resnest_mm import ResNeSt
-from resnest_mm import checkpoint as ckpt
+from resnest_mm import pretrained as ckpt
 
 REPO = Path(__file__).resolve().parents[1]
 # Narrow stages (base_channels=16) keep the depth-50 layer structure at a sixteenth of the cost.

@@ -17,7 +17,7 @@ from helpers import max_abs_diff, official_stage_outputs, randomize_
 from torch import nn
 
 from resnest_mm import ResNeSt
-from resnest_mm import checkpoint as ckpt
+from resnest_mm import pretrained as ckpt
 
 official_resnest = importlib.import_module('resnest.torch')
 

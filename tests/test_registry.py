@@ -57,8 +57,8 @@ def test_every_registry_is_created_in_registry_module():
     from pathlib import Path
 
     from resnest_mm import registry
+    from resnest_mm.engine import DropBlockScheduleHook
     from resnest_mm.engine.loops import ExactIterBasedTrainLoop
-    from resnest_mm.hooks import DropBlockScheduleHook
     from resnest_mm.models.sync_bn import CPUSyncBNDistributedDataParallel
 
     package = Path(resnest_mm.__file__).parent

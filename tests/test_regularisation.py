@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from helpers import max_abs_diff, randomize_
 
 from resnest_mm import ResNeSt
-from resnest_mm.hooks import DropBlockScheduleHook
+from resnest_mm.engine import DropBlockScheduleHook
 from resnest_mm.models.drop import DropBlock2d, DropPath, dropblock_gamma
 
 SMALL = dict(depth=14, stem_channels=32, base_channels=16)

@@ -222,7 +222,7 @@ def test_replace_sync_bn_gives_cpu_sync_bn():
 def test_one_norm_type_rewriter_serves_builds_runs_and_benchmarks():
     """build.sync_bn_to_bn (one process: BN), apis' replace_sync_bn (CPU processes:
     CPUSyncBN) and the detector benchmark share replace_norm_types and its type list."""
-    from resnest_mm.build import sync_bn_to_bn
+    from resnest_mm.apis import sync_bn_to_bn
     from resnest_mm.models.sync_bn import SYNC_BN_TYPES, replace_norm_types
 
     cfg = dict(backbone=dict(norm_cfg=dict(type='resnest_mm.CPUSyncBN')),

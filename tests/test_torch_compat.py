@@ -31,14 +31,14 @@ from tiny import (
 
 from resnest_mm import ResNeSt, compat
 from resnest_mm.apis import build_train_config
-from resnest_mm.checkpoint import (
+from resnest_mm.datasets import make_ade20k, make_coco
+from resnest_mm.pretrained import (
     CorruptCheckpointError,
     UnsafeCheckpointError,
     load_checkpoint_file,
     mmengine_safe_globals,
 )
-from resnest_mm.checkpoint import reading as reading_module
-from resnest_mm.datasets import make_ade20k, make_coco
+from resnest_mm.pretrained import reading as reading_module
 
 NEW_TORCH = compat.torch_version() >= (2, 5)
 

@@ -135,11 +135,9 @@ def main(argv=None) -> int:
 
 
 def report_fusion(args: argparse.Namespace, size: tuple[int, int]) -> int:
-    from resnest_mm.export import benchmark_fusion
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = benchmark_fusion(
+    result = benchmark.benchmark_fusion(
         depth=args.depth, stem_channels=args.stem_channels or (64 if args.depth == 50 else 128),
         base_channels=args.base_channels, batch=args.batch, size=size, repeats=args.repeats,
         warmup=args.warmup)

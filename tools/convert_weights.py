@@ -5,7 +5,7 @@
     python tools/convert_weights.py work_dirs/resnest50_mm-1a2b3c4d.pth back.pth --to official
 
 The output name gets the first 8 hex digits of the file's SHA-256 (``resnest50_mm-1a2b3c4d.pth``);
-everything else is :func:`resnest_mm.checkpoint.convert_checkpoint`.
+everything else is :func:`resnest_mm.pretrained.convert_checkpoint`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 from resnest_mm.apis.cli import exit_on_user_error
-from resnest_mm.checkpoint import convert_checkpoint, known_names
+from resnest_mm.pretrained import convert_checkpoint, known_names
 
 # What a wrong input file ends in (a bad layout, a damaged or unsafe file, a missing one).
 CONVERT_ERRORS = (FileNotFoundError, ValueError, TypeError, RuntimeError)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from resnest_mm.apis import export_config
 from resnest_mm.apis.cli import exit_on_user_error
-from resnest_mm.export import export_config
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import mmcv
 
+from resnest_mm.apis import build_from_config
 from resnest_mm.apis.cli import exit_on_user_error
-from resnest_mm.build import build_from_config
 from resnest_mm.visualization import draw_attention
 
 

@@ -285,7 +285,7 @@ def check_pretrained_path(option: str, path: Any) -> None:
     Raises:
         ConfigError: a folder. FileNotFoundError: a local path that does not exist.
     """
-    from ..checkpoint.files import HF_HUB_SCHEME, checkpoint_url, known_names
+    from ..pretrained.files import HF_HUB_SCHEME, checkpoint_url, known_names
     if not isinstance(path, (str, os.PathLike)) or str(path).startswith(HF_HUB_SCHEME):
         return  # the backbone's own check names the type; hub names are resolved at init
     if osp.isdir(path):
@@ -314,7 +314,7 @@ def check_model(cfg: Config):
 
     Raises:
         ConfigError: the model config is invalid. FileNotFoundError, RuntimeError: a
-            pretrained file is missing or cannot be read (resnest_mm.checkpoint's errors).
+            pretrained file is missing or cannot be read (resnest_mm.pretrained's errors).
     """
     from mmengine.logging import MMLogger
     from mmengine.registry import MODELS, DefaultScope

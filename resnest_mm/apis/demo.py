@@ -24,8 +24,8 @@ from mmengine.hooks import Hook
 from mmengine.utils import ProgressBar
 
 from ..datasets import make_ade20k, make_coco
-from .checkpoint import mmengine_checkpoint_globals
 from .config import check_dataset_paths, codebase_of
+from .mmengine_checkpoints import mmengine_checkpoint_globals
 from .pretrain import PretrainResult, pretrain_backbone
 from .runner import build_runner, build_train_config, prepare_run
 

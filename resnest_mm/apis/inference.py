@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import mmengine_checkpoint_globals
 from .config import codebase_of, load_config
+from .mmengine_checkpoints import mmengine_checkpoint_globals
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 

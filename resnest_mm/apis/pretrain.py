@@ -25,11 +25,11 @@ from mmengine.logging import MMLogger
 from mmengine.utils import ProgressBar
 from torch import nn
 
-from ..build import sync_bn_to_bn
-from ..checkpoint import to_official
 from ..compat import cpu_fused_optimizers
 from ..datasets.synthetic import SHAPES, render_crops
+from ..pretrained import to_official
 from ..registry import MODELS
+from .build import sync_bn_to_bn
 
 CLASSES = ('background', *SHAPES)
 

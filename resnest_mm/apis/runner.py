@@ -3,7 +3,7 @@
 They follow MMDetection's and MMSegmentation's own tools (mmengine's Runner, the codebase's
 registries through ``default_scope``), plus what this machine class needs: distributed runs
 on the CPU (:mod:`.distributed`), loading training checkpoints on torch >= 2.6
-(:mod:`.checkpoint`) and clear errors before any worker starts (:mod:`.config`).
+(:mod:`.mmengine_checkpoints`) and clear errors before any worker starts (:mod:`.config`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from mmengine.config import Config
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from ..checkpoint import fetch_pretrained_checkpoints
 from ..compat import cpu_fused_optimizers
 from ..engine import (
     CheckpointNotWritten,
@@ -27,7 +26,7 @@ from ..engine import (
     make_preemptible,
 )
 from ..engine.workdir_lock import check_work_dir, lock_for_run, release_work_dir
-from .checkpoint import mmengine_checkpoint_globals
+from ..pretrained import fetch_pretrained_checkpoints
 from .config import (
     ConfigError,
     check_checkpoint_path,
@@ -38,6 +37,7 @@ from .config import (
     load_config,
 )
 from .distributed import check_launcher, setup_cpu_distributed, shutdown_distributed
+from .mmengine_checkpoints import mmengine_checkpoint_globals
 
 
 def _default_work_dir(config: str | Path) -> str:
@@ -206,7 +206,7 @@ def build_test_config(
             float16 on a GPU, bfloat16 on the CPU).
 
     In a distributed run mmengine's ``LoggerHook`` becomes
-    :class:`resnest_mm.hooks.MainProcessLoggerHook`, so that one process writes the metrics JSON.
+    :class:`resnest_mm.engine.MainProcessLoggerHook`, so that one process writes the metrics JSON.
     """
     check_launcher(launcher)
     check_checkpoint_path('checkpoint', checkpoint)

@@ -12,6 +12,7 @@ One concern per module:
 - :mod:`.detector`: the Faster R-CNN mode (:func:`run_detector_benchmark`);
 - :mod:`.segmentor`: the DeepLabV3 mode (:func:`run_segmentor_benchmark`);
 - :mod:`.compiled`: the compiled models of ``--compile`` next to the eager ones;
+- :mod:`.fusion`: inference with and without BatchNorm folding (``--fuse``);
 - :mod:`.report`: the table, the JSON record and the chart.
 
 Imports run one way: ``backbone``, ``detector`` and ``segmentor`` use the modules above them
@@ -43,6 +44,7 @@ from .detector import (
     synthetic_detection_batch,
     validate_detector_config,
 )
+from .fusion import benchmark_fusion
 from .machine import cpu_model, machine_info
 from .memory import allocated_bytes, cpu_span_allocations, peak_memory_bytes
 from .report import draw_chart, format_table, write_json
@@ -89,6 +91,7 @@ __all__ = [
     'SegmentorBenchmarkConfig',
     'allocated_bytes',
     'backbone_memory',
+    'benchmark_fusion',
     'build_backbones',
     'build_detectors',
     'build_segmentors',

@@ -1,8 +1,10 @@
 """Training that survives being killed: atomic checkpoints carrying the random states, resume
 from the newest intact one, save-and-stop on SIGTERM, exact continuation, one line and status 74
-when a save fails (a full disk), and one run per work dir (:mod:`.workdir_lock`).
+when a save fails (a full disk), and one run per work dir (:mod:`.workdir_lock`); the DropBlock
+schedule and the main-process logger (:mod:`.hooks`).
 
-Registers ``resnest_mm.AtomicCheckpointHook``, ``resnest_mm.PreemptionHook`` and the loops
+Registers ``resnest_mm.AtomicCheckpointHook``, ``resnest_mm.PreemptionHook``,
+``resnest_mm.DropBlockScheduleHook``, ``resnest_mm.MainProcessLoggerHook`` and the loops
 ``resnest_mm.IterBasedTrainLoop`` / ``resnest_mm.EpochBasedTrainLoop``;
 :func:`make_preemptible` puts them into a training config.
 """
@@ -14,6 +16,7 @@ from .checkpoint_hook import (
     CheckpointNotWritten,
 )
 from .configure import make_preemptible
+from .hooks import DropBlockScheduleHook, MainProcessLoggerHook
 from .loops import ExactEpochBasedTrainLoop, ExactIterBasedTrainLoop
 from .preemption import PREEMPTED_EXIT_STATUS, PreemptionHook, TrainingPreempted
 from .resume import BrokenCheckpointError, ResumePoint, find_resume_point, load_checked
@@ -33,8 +36,10 @@ __all__ = [
     'AtomicLocalBackend',
     'BrokenCheckpointError',
     'CheckpointNotWritten',
+    'DropBlockScheduleHook',
     'ExactEpochBasedTrainLoop',
     'ExactIterBasedTrainLoop',
+    'MainProcessLoggerHook',
     'PreemptionHook',
     'ResumePoint',
     'TrainingPreempted',

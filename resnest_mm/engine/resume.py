@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..checkpoint import CorruptCheckpointError, UnsafeCheckpointError, load_checkpoint_file
+from ..pretrained import CorruptCheckpointError, UnsafeCheckpointError, load_checkpoint_file
 from .checkpoint_hook import LAST_CHECKPOINT
 
 ZIP_MAGIC = b'PK\x03\x04'  # torch.save's format since torch 1.6

@@ -30,7 +30,7 @@ class DropBlock2d(nn.Module):
 
     Args:
         drop_prob (float): Fraction of activations to drop, in ``[0, 1)``. Change it during
-            training with :func:`set_dropblock_prob` (or :class:`DropBlockSchedule`).
+            training with :func:`set_dropblock_prob` (or ``resnest_mm.DropBlockScheduleHook``).
         block_size (int): Side of the dropped squares (clipped to the map size). Default: 3.
 
     Shape:
@@ -114,9 +114,3 @@ def set_dropblock_prob(model: nn.Module, drop_prob: float) -> int:
             count += 1
     return count
 
-
-def linear_ramp(final: float, step: int, ramp_steps: int) -> float:
-    """``final * step / ramp_steps`` clipped to ``final``: the DropBlock probability at ``step``."""
-    if ramp_steps <= 0:
-        return final
-    return final * min(step, ramp_steps) / ramp_steps

@@ -18,7 +18,7 @@ from mmengine.model import BaseModule, Sequential
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..checkpoint import load_pretrained, split_pretrained_cfg
+from ..pretrained import load_pretrained, split_pretrained_cfg
 from ..registry import MODELS
 from . import memory
 from .arch import STAGE_BLOCKS
@@ -457,16 +457,17 @@ class ResNeSt(BaseModule):
                         'index (BN, GN, IN or LN) for the backbone to be scripted.')
         return self
 
-    def set_dropblock_prob(self, drop_prob: float) -> None:
-        """Set the probability of every DropBlock (for a schedule that ramps it up)."""
-        set_dropblock_prob(self, drop_prob)
+    def set_dropblock_prob(self, drop_prob: float) -> int:
+        """Set the probability of every DropBlock (for a schedule that ramps it up); returns
+        how many there are."""
+        return set_dropblock_prob(self, drop_prob)
 
     def init_weights(self) -> None:
         """Initialise; a ``Pretrained`` init_cfg entry loads strictly, in any ResNeSt layout.
 
         mmengine's own ``Pretrained`` loads with ``strict=False``, so a wrong checkpoint would
         silently leave the backbone random. Here the entry goes to
-        :func:`resnest_mm.checkpoint.load_pretrained` (keys ``checkpoint``, ``prefix``,
+        :func:`resnest_mm.pretrained.load_pretrained` (keys ``checkpoint``, ``prefix``,
         ``map_location``, ``strict``). A strict load overwrites every tensor; before a partial
         one (``strict=False``) the rest of ``init_cfg`` (or the default init) runs.
         """

@@ -1,5 +1,9 @@
 """Hooks: ``type='resnest_mm.DropBlockScheduleHook'`` in ``custom_hooks``, and the logger hook
-the tools use for distributed tests."""
+the tools use in distributed runs.
+
+The schedule reaches the DropBlocks through the model's ``set_dropblock_prob`` method (the
+ResNeSt backbone has one), so the engine needs no model code.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,14 @@ from mmengine.dist import is_main_process
 from mmengine.hooks import Hook, LoggerHook
 from mmengine.model import is_model_wrapper
 
-from .models.drop import linear_ramp, set_dropblock_prob
-from .registry import HOOKS
+from ..registry import HOOKS
+
+
+def linear_ramp(final: float, step: int, ramp_steps: int) -> float:
+    """``final * step / ramp_steps`` clipped to ``final``: the DropBlock probability at ``step``."""
+    if ramp_steps <= 0:
+        return final
+    return final * min(step, ramp_steps) / ramp_steps
 
 
 @HOOKS.register_module()
@@ -39,7 +49,9 @@ class DropBlockScheduleHook(Hook):
     def before_train_iter(self, runner, batch_idx: int, data_batch=None) -> None:
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
         prob = linear_ramp(self.drop_prob, runner.iter + 1, self.ramp_iters)
-        if set_dropblock_prob(model, prob) == 0 and runner.iter == 0:
+        dropblocks = sum(module.set_dropblock_prob(prob) or 0 for module in model.modules()
+                         if callable(getattr(module, 'set_dropblock_prob', None)))
+        if dropblocks == 0 and runner.iter == 0:
             raise RuntimeError('DropBlockScheduleHook: the model has no DropBlock; build the '
                                "backbone with dropblock=dict(drop_prob=0.0, block_size=3).")
 

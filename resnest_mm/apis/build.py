@@ -1,4 +1,5 @@
-"""Build a backbone or a whole model from an mm config, for the export and picture tools."""
+"""Build a backbone or a whole model from an mm config, for the export and picture tools
+(SyncBN turned into BN, weights loaded strictly)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 from torch import nn
 
-from .models.sync_bn import replace_norm_types
+from ..models.sync_bn import replace_norm_types
 
 PARTS = ('backbone', 'model')
 
@@ -52,7 +53,7 @@ def build_from_config(
 def load_strictly(model: nn.Module, checkpoint: str | Path, part: str) -> None:
     """Load ``checkpoint`` into ``model``; every tensor of the model must come from the file.
 
-    A ResNeSt backbone goes through :func:`resnest_mm.checkpoint.load_pretrained` (any known
+    A ResNeSt backbone goes through :func:`resnest_mm.pretrained.load_pretrained` (any known
     layout); otherwise the file's state dict (under ``state_dict``/``model``, ``module.``
     removed) must match the model key for key, after keeping only the ``backbone.`` entries of
     a whole-model file when ``part='backbone'``.
@@ -61,8 +62,8 @@ def load_strictly(model: nn.Module, checkpoint: str | Path, part: str) -> None:
         FileNotFoundError: no such file.
         ValueError: keys missing from the file, unexpected in it, or of another shape.
     """
-    from .checkpoint import load_checkpoint_file, load_pretrained, unwrap_state_dict
-    from .models.resnest import ResNeSt
+    from ..models.resnest import ResNeSt
+    from ..pretrained import load_checkpoint_file, load_pretrained, unwrap_state_dict
 
     if not Path(checkpoint).is_file():
         raise FileNotFoundError(f'checkpoint file {str(checkpoint)!r} does not exist.')

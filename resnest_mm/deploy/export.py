@@ -3,14 +3,13 @@
 - ``torch.jit.trace``, ``torch.jit.script``, ``torch.export.export`` and
   ``torch.compile(fullgraph=True)`` work on the backbone as it is (one forward; scripted, it
   returns a list); :class:`SegmentorLogits` of a DeepLabV3 traces, compiles and scripts
-  (``scriptable_segmentor.py`` swaps mmcv's and mmseg's head modules, not ours).
+  (:mod:`.scriptable_segmentor` swaps mmcv's and mmseg's head modules, not ours).
 - ONNX (opset >= 17) goes through the TorchScript-based exporter (``dynamo=False``), with
   dynamic batch, height and width; :func:`check_onnx` compares onnxruntime with PyTorch.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,10 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .build import build_from_config
-from .compat import torchscript_onnx_export
-from .models.fuse import fuse_conv_bn
-from .models.resnest import ResNeSt
+from ..compat import torchscript_onnx_export
 from .scriptable_segmentor import scriptable_segmentor_logits
 
 
@@ -48,7 +44,7 @@ class SegmentorLogits(nn.Module):
                              align_corners=self.align_corners)
 
     def __prepare_scriptable__(self) -> nn.Module:
-        # torch.jit.script(SegmentorLogits(deeplabv3)): see scriptable_segmentor.py
+        # torch.jit.script(SegmentorLogits(deeplabv3)): see deploy/scriptable_segmentor.py
         return scriptable_segmentor_logits(self)
 
 
@@ -120,74 +116,3 @@ def check_onnx(
         diffs.append(max(float(np.abs(a - e.numpy()).max())
                          for a, e in zip(actual, expected, strict=True)))
     return diffs
-
-
-def export_config(
-    config: str | Path, out: str | Path, checkpoint: str | None = None, part: str = 'backbone',
-    shapes: Sequence[Sequence[int]] = ((1, 3, 256, 256), (2, 3, 320, 192)), opset: int = 17,
-    fuse: bool = False,
-) -> list[float]:
-    """Export the backbone or the whole segmentor of an mm config to ONNX and check it.
-
-    Args:
-        config: mm config file (an mmdet/mmseg model whose backbone is ResNeSt, or a
-            backbone-only config ``model = dict(type='resnest_mm.ResNeSt', ...)``).
-        out: The ``.onnx`` file to write.
-        checkpoint: Weights to load first. Default: None (random initialisation).
-        part: ``'backbone'`` (stage outputs ``out0..``) or ``'model'`` (an MMSegmentation
-            ``EncoderDecoder``: logits at the input size; detectors export their backbone).
-        shapes: Input shapes ``(B, C, H, W)``; the first one is traced, all are checked.
-        opset: ONNX opset (>= 17). fuse: fold BatchNorm into convolutions first.
-
-    Returns:
-        list[float]: onnxruntime vs PyTorch max absolute difference, one per shape; with
-        ``fuse``, PyTorch is the model before folding.
-    """
-    model = build_from_config(config, checkpoint, part)
-    if part == 'model':
-        if not (hasattr(model, 'decode_head') and hasattr(model, 'extract_feat')):
-            raise ValueError(
-                f"part='model' needs an MMSegmentation EncoderDecoder, but {config} builds "
-                f"{type(model).__name__}; use part='backbone' for detectors.")
-        model = SegmentorLogits(model).eval()
-    reference = model
-    if fuse:
-        model = copy.deepcopy(model)
-        fuse_conv_bn(model)
-    generator = torch.Generator().manual_seed(0)
-    inputs = [torch.randn(tuple(shape), generator=generator) for shape in shapes]
-    export_onnx(model, out, inputs[0], opset=opset)
-    return check_onnx(out, reference, inputs)
-
-
-def benchmark_fusion(
-    depth: int = 50, stem_channels: int = 64, base_channels: int = 64, batch: int = 1,
-    size: tuple[int, int] = (224, 224), repeats: int = 7, warmup: int = 1,
-) -> dict:
-    """Inference time of a randomly initialised ResNeSt with and without BatchNorm folding.
-
-    Timed with ``resnest_mm.benchmark.time_interleaved`` (runs taking turns; wall clock and
-    process CPU time). Returns ``{'bn': summary, 'fused': summary, 'pairs': n,
-    'max_abs_diff': d, 'speedup_wall': m, 'speedup_cpu': c}`` (speed-ups of the medians).
-    """
-    from .benchmark import randomize_, time_interleaved  # the timing tools, only when timing
-
-    model = randomize_(ResNeSt(depth=depth, stem_channels=stem_channels,
-                               base_channels=base_channels), 0).eval()
-    fused = copy.deepcopy(model)
-    pairs = fuse_conv_bn(fused)
-    image = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        diff = max(float((a - b).abs().max()) for a, b in zip(fused(image), model(image),
-                                                              strict=True))
-
-    def step(m: nn.Module):
-        with torch.no_grad():
-            return m(image)
-
-    timings = time_interleaved({'bn': lambda: step(model), 'fused': lambda: step(fused)},
-                               repeats, warmup, 'cpu')
-    return dict(
-        timings, pairs=pairs, max_abs_diff=diff,
-        speedup_wall=timings['bn']['median'] / timings['fused']['median'],
-        speedup_cpu=timings['bn']['cpu']['median'] / timings['fused']['cpu']['median'])

@@ -4,7 +4,7 @@ mmengine 0.10.7 calls ``torch.load`` without ``weights_only``. A checkpoint it w
 MessageHub state: ``HistoryBuffer`` objects with numpy arrays and scalars, and each buffer's
 statistics methods, pickled as ``getattr(HistoryBuffer, 'mean')``. Weights-only loading refuses
 all of those. Rather than turning weights-only loading off, :func:`mmengine_checkpoint_globals`
-allow-lists exactly these (``resnest_mm.checkpoint.mmengine_safe_globals``: numpy data,
+allow-lists exactly these (``resnest_mm.pretrained.mmengine_safe_globals``: numpy data,
 ``HistoryBuffer`` and a ``getattr`` restricted to its statistics methods), and only while a
 run is in progress.
 """
@@ -14,8 +14,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from ..checkpoint import mmengine_safe_globals
 from ..compat import allowed_globals
+from ..pretrained import mmengine_safe_globals
 
 
 @contextlib.contextmanager

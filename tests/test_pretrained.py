@@ -23,7 +23,7 @@ from mmengine.logging import MessageHub, MMLogger
 from mmengine.runner.checkpoint import get_external_models, save_checkpoint
 
 from resnest_mm import ResNeSt
-from resnest_mm import checkpoint as ckpt
+from resnest_mm import pretrained as ckpt
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = dict(depth=14, stem_channels=32, base_channels=16)

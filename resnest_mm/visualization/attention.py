@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from mmengine.visualization import Visualizer
 
-from .models.resnest import ResNeSt
-from .models.split_attention import RadixSoftmax
+from ..models.resnest import ResNeSt
+from ..models.split_attention import RadixSoftmax
 
 IMAGENET_MEAN = (123.675, 116.28, 103.53)
 IMAGENET_STD = (58.395, 57.12, 57.375)
