@@ -220,3 +220,32 @@ def test_traced_split_attention_uses_plain_ops():
     traced = torch.jit.trace(ours.eval(), x)
     assert 'PythonOp' not in str(traced.graph)  # an autograd Function would break ONNX export
     torch.testing.assert_close(traced(x), ours(x))
+
+
+def test_memory_path_off_is_timed_beside_ours_and_allocates_what_mmdet_allocates(tmp_path):
+    """``--memory-path-off``: ours with the memory path off is a fourth model in the same
+    interleaved run. Off, its training step allocates byte for byte what MMDetection's ResNeSt
+    allocates; on, autograd holds less where the recomputation acts (torch >= 2.2) and
+    inference peaks lower (eval BatchNorm written in place)."""
+    from resnest_mm.models import memory
+
+    cli = load_cli()
+    args = ['--depth', '14', '--size', '64', '--stem-channels', '8', '--base-channels', '8',
+            '--repeats', '1', '--warmup', '0', '--flops-size', '0', '--reference', 'none',
+            '--memory-path-off', '--out-dir', str(tmp_path), '--name', 'off']
+    assert cli.main(args) == 0
+    result = json.loads((tmp_path / 'off.json').read_text())
+    assert list(result['models']) == [benchmark.OURS, benchmark.MMDET, benchmark.OURS_PLAIN]
+    assert result['config']['memory_path_off'] is True
+    ours, theirs, plain = (result['models'][name] for name in result['models'])
+    for key in ('train_peak_bytes', 'held_bytes'):
+        assert plain[key] == theirs[key], key
+    ratios = result['ratios']
+    assert ratios['memory_path_on_vs_off_held_for_backward'] == (
+        ours['held_bytes'] / plain['held_bytes'])
+    if memory.HOOKS_VISIBLE:
+        assert ratios['memory_path_on_vs_off_held_for_backward'] < 0.9
+    else:  # torch 2.1: training recomputes nothing
+        assert ratios['memory_path_on_vs_off_held_for_backward'] == 1.0
+    assert ratios['memory_path_on_vs_off_inference_peak_memory'] < 1.0
+    assert memory.is_enabled()  # the switch is back where it was

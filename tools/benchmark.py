@@ -67,6 +67,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument('--compile-train', action='store_true',
                         help='with --compile (backbone mode): also time a compiled training '
                              'step of ours')
+    parser.add_argument('--memory-path-off', action='store_true',
+                        help='backbone mode: also time ours with the memory path switched off '
+                             '(RESNEST_MM_MEMORY_PATH=0), interleaved with the rest')
     parser.add_argument('--parts', nargs='+', default=[],
                         help='--detector: parts of ours to time alone, eager and compiled '
                              '(e.g. backbone neck rpn_head)')
@@ -111,7 +114,8 @@ def main(argv=None) -> int:
                 depth=args.depth, stem_channels=args.stem_channels,
                 base_channels=args.base_channels, frozen_stages=args.frozen_stages,
                 reference=args.reference, flops_size=args.flops_size or None,
-                compile_train=args.compile_train, **common)
+                compile_train=args.compile_train,
+                memory_path_off=args.memory_path_off, **common)
             result = benchmark.run_benchmark(cfg)
     except (ValueError, CompileUnavailableError) as err:
         print(err, file=sys.stderr)

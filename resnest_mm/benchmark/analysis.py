@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from .settings import MMDET, OURS, BenchmarkConfig
+from .settings import MMDET, OURS, OURS_PLAIN, BenchmarkConfig
 
 # From ../shared/reference/RESULTS.md (official ImageNet release).
 PUBLISHED = {
@@ -34,21 +34,34 @@ def count_flops(model: nn.Module, size: tuple[int, int], device: str) -> int:
     return int(analyzer.total())
 
 
-def ratios(results: dict[str, dict]) -> dict:
-    """Ours over MMDetection's ResNeSt (time, CPU time, memory), and over each reference."""
-    ours, theirs = results[OURS], results[MMDET]
-    steps = [step for step in ('train', 'inference') if f'{step}_s' in ours]  # inference-only
+def _figures_over(ours: dict, other: dict, steps: list[str], prefix: str = '') -> dict:
+    """Time, CPU time and memory of ``ours`` over ``other``, keys ``prefix + figure``."""
     out = {}
     for step in steps:
-        out[f'{step}_time'] = ours[f'{step}_s']['median'] / theirs[f'{step}_s']['median']
+        out[f'{prefix}{step}_time'] = ours[f'{step}_s']['median'] / other[f'{step}_s']['median']
     for step in steps:
-        out[f'{step}_cpu_time'] = (ours[f'{step}_s']['cpu']['median']
-                                   / theirs[f'{step}_s']['cpu']['median'])
+        out[f'{prefix}{step}_cpu_time'] = (ours[f'{step}_s']['cpu']['median']
+                                           / other[f'{step}_s']['cpu']['median'])
     if 'train_peak_bytes' in ours:
-        out['train_peak_memory'] = ours['train_peak_bytes'] / theirs['train_peak_bytes']
-    if ours.get('held_bytes') and theirs.get('held_bytes'):
-        out['held_for_backward'] = ours['held_bytes'] / theirs['held_bytes']
-    for ref in (name for name in results if name not in (OURS, MMDET)):
+        out[f'{prefix}train_peak_memory'] = ours['train_peak_bytes'] / other['train_peak_bytes']
+    if ours.get('held_bytes') and other.get('held_bytes'):
+        out[f'{prefix}held_for_backward'] = ours['held_bytes'] / other['held_bytes']
+    return out
+
+
+def ratios(results: dict[str, dict]) -> dict:
+    """Ours over MMDetection's ResNeSt (time, CPU time, memory), over ours with the memory
+    path off (keys ``memory_path_on_vs_off_*``, when measured), and over each reference."""
+    ours, theirs = results[OURS], results[MMDET]
+    steps = [step for step in ('train', 'inference') if f'{step}_s' in ours]  # inference-only
+    out = _figures_over(ours, theirs, steps)
+    if OURS_PLAIN in results:
+        plain = results[OURS_PLAIN]
+        out.update(_figures_over(ours, plain, steps, 'memory_path_on_vs_off_'))
+        if plain.get('inference_peak_bytes'):
+            out['memory_path_on_vs_off_inference_peak_memory'] = (
+                ours['inference_peak_bytes'] / plain['inference_peak_bytes'])
+    for ref in (name for name in results if name not in (OURS, MMDET, OURS_PLAIN)):
         resnet = results[ref]
         for step in steps:
             out[f'ours_over_{ref}_{step}_time'] = (

@@ -14,7 +14,7 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
-from ..models import ResNeSt
+from ..models import ResNeSt, memory
 from ..precision import autocast, warn_if_bf16_is_slow
 from .analysis import count_flops, count_params, published_comparison, ratios
 from .compiled import COMPILED, compiled_copies, compiled_ratios, first_calls, max_abs_diff
@@ -25,6 +25,7 @@ from .settings import (
     MEMORY_FORMATS,
     MMDET,
     OURS,
+    OURS_PLAIN,
     REFERENCE,
     SHALLOW_STAGE_BLOCKS,
     BenchmarkConfig,
@@ -44,8 +45,24 @@ def _mmdet_class(cls: type, depth: int) -> type:
     return type(f'{cls.__name__}{depth}', (cls,), {'arch_settings': settings})
 
 
+class MemoryPathOff(nn.Module):
+    """``model`` run with the memory path switched off, for timing it beside the path on.
+
+    Shape: that of ``model``.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor):
+        with memory.switched(False):  # the backward follows what the forward set up
+            return self.model(x)
+
+
 def build_backbones(cfg: BenchmarkConfig) -> dict[str, nn.Module]:
-    """Ours, MMDetection's ResNeSt with the same weights, and the ResNet reference (if any)."""
+    """Ours, MMDetection's ResNeSt with the same weights, ours with the memory path off (with
+    ``cfg.memory_path_off``), and the ResNet reference (if any)."""
     from mmdet.models import backbones as mmdet_backbones
 
     common = dict(
@@ -59,6 +76,8 @@ def build_backbones(cfg: BenchmarkConfig) -> dict[str, nn.Module]:
     ours = ResNeSt(**common, **split_attention)
     ours.load_state_dict(theirs.state_dict(), strict=True)
     models = {OURS: ours, MMDET: theirs}
+    if cfg.memory_path_off:
+        models[OURS_PLAIN] = MemoryPathOff(copy.deepcopy(ours))
     if cfg.reference != 'none':
         reference = _mmdet_class(getattr(mmdet_backbones, cfg.reference), cfg.depth)(**common)
         models[REFERENCE.format(cfg.reference)] = randomize_(reference, cfg.seed)

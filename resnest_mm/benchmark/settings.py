@@ -17,6 +17,7 @@ MMDET_RESNEST_DEPTHS = (50, 101, 152, 200)
 SHALLOW_STAGE_BLOCKS = {depth: STAGE_BLOCKS[depth] for depth in (14, 26)}
 DEPTHS = tuple(SHALLOW_STAGE_BLOCKS) + MMDET_RESNEST_DEPTHS
 OURS, MMDET, REFERENCE = 'resnest_mm.ResNeSt', 'mmdet.ResNeSt', 'mmdet.{}'
+OURS_PLAIN = 'resnest_mm.ResNeSt, memory path off'
 # Issue 13's targets for the fp32 default path (ours / MMDetection's ResNeSt, medians of at
 # least 11 interleaved repeats) on a CPU, 2 threads, S-50, batch 2, 512x512: never slower in
 # training or inference, and the training peak memory the recipes reached kept.
@@ -67,6 +68,9 @@ class BenchmarkConfig(RunSettings):
         frozen_stages: As in the backbones; 1 is the detection recipe.
         reference: MMDetection ResNet class timed as the FLOP reference, or ``'none'``.
         flops_size: Square input size of the FLOP count compared with the published figure.
+        compile_train: With ``compile``, also time a compiled training step of ours.
+        memory_path_off: Also time ours with the memory path switched off
+            (:mod:`resnest_mm.models.memory`), interleaved with the rest.
     """
 
     depth: int = 50
@@ -76,6 +80,7 @@ class BenchmarkConfig(RunSettings):
     reference: str = 'ResNetV1d'
     flops_size: int | None = 224
     compile_train: bool = False
+    memory_path_off: bool = False
 
     @property
     def resolved_stem_channels(self) -> int:
