@@ -1,30 +1,9 @@
 # Demo: Cascade Mask R-CNN S-50 (configs/cascade_mask_rcnn_resnest50_fpn.py) fine-tuned on the
-# generated shapes in COCO layout (boxes and polygon masks) from the shared shapes pretraining
-# of its backbone (tools/demo.py does both). Only what a 2-core CPU needs changes; the levers
-# are those of the Faster R-CNN demo (faster_rcnn_resnest50_fpn_shapes.py: data, pretrained
-# backbone with norm_eval, fewer proposals and RoIs, RoIAlign sampling, fused AdamW), here for
-# three cascade stages and the mask head, plus one of its own: the box heads.
-#
-# Box heads: MMDetection's standard Cascade R-CNN heads (two shared fc layers, as in
-# mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py) instead of the ResNeSt recipe's 4conv1fc
-# heads with SyncBN. Each 4conv1fc head runs four 3x3 convolutions of 256 channels on every
-# 7x7 RoI, about 0.23 GFLOP forward per RoI, in each of the three stages: in a training step
-# (32 sampled RoIs a stage) their convolutions took 0.56 s of 1.9 s, and at test (50 proposals
-# an image) the val split took 31 s with them, 18 s without. Measured on a 2-core AMD EPYC
-# from one pretraining, 75 iterations each: 4conv1fc 206 s (train 170 s, test 31 s),
-# bbox/segm AP50 0.48/0.50; 2fc 151 s (train 128 s, test 18 s), 0.66/0.67; 2fc after 60
-# iterations 0.47/0.49. Six full demo runs with 2fc heads: 0.62/0.62, 0.55/0.56, 0.60/0.60,
-# 0.63/0.65, 0.60/0.61, 0.67/0.67.
-#
-# Sampled RoIs: the 4-conv mask head costs about 0.9 GFLOP per positive RoI, so the RoIs
-# set the step time: 16 per image and stage, half of them positive (32 in an earlier demo:
-# 3.9 s a step; 16 learned faster per second: bbox/segm AP50 0.47/0.50 after 60 iterations
-# against 0.36/0.40 with 32, from the same pretraining, both with 4conv1fc heads). The
-# schedule is Faster R-CNN's, over 75 iterations (step decay at 56). The fine-tunes are not
-# seeded: with 4conv1fc heads, full demo runs after 75 iterations gave bbox/segm AP50 from
-# 0.42/0.45 to 0.58/0.61.
+# generated shapes (_base_/shapes_coco.py) from the shared shapes pretraining; the levers are the
+# Faster R-CNN demo's, plus the box heads. Measurements behind each setting: docs/demo.md
 _base_ = ['../cascade_mask_rcnn_resnest50_fpn.py', './_base_/shapes_coco.py']
 
+# 75 iterations with 10 of warm-up: Faster R-CNN's schedule, shortened for the 10-minute budget
 max_iters = 75
 warmup_iters = 10
 # Cascade stages are lists, which configs replace whole: restated with 3 classes and
@@ -34,12 +13,16 @@ stage_ious = (0.5, 0.6, 0.7)
 
 model = dict(
     backbone=dict(
+        # keep the pretrained BN statistics (batch 2); the shapes pretraining instead of ImageNet
         norm_eval=True,
         init_cfg=dict(type='Pretrained', checkpoint={{_base_.shapes_pretrain.checkpoint}})),
     roi_head=dict(
-        # 2 x 2 samples per output cell instead of as many as the RoI spans (sampling_ratio 0)
+        # 2 x 2 samples per output cell instead of as many as the RoI spans (sampling_ratio 0):
+        # a cheaper CPU RoIAlign, as in the Faster R-CNN demo
         bbox_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
         mask_roi_extractor=dict(roi_layer=dict(sampling_ratio=2)),
+        # MMDetection's standard Cascade heads (2fc) instead of the recipe's 4conv1fc: their
+        # 3x3 convolutions on every RoI, in three stages, were 0.56 s of a 1.9 s training step
         bbox_head=[
             dict(
                 type='Shared2FCBBoxHead', in_channels=256, fc_out_channels=1024,
@@ -53,6 +36,8 @@ model = dict(
         ],
         mask_head=dict(num_classes=3)),
     train_cfg=dict(
+        # 100 proposals instead of 2000; 16 RoIs per image and stage instead of 512: the mask
+        # head's 0.9 GFLOP per positive RoI sets the step time, and 16 learned faster than 32
         rpn_proposal=dict(nms_pre=500, max_per_img=100),
         rcnn=[
             dict(
@@ -65,26 +50,30 @@ model = dict(
                 mask_size=28, pos_weight=-1, debug=False)
             for iou in stage_ious
         ]),
-    # 10 detections per image at test instead of 100: a scene holds 1-3 objects, and every
-    # detection runs the three stages' mask heads (tools/test.py on the val split: 55 s with
-    # 20, 45 s with 10, bbox/segm AP50 0.494/0.504 and 0.496/0.504 from the same checkpoint)
+    # 50 proposals and 10 detections per image at test instead of 1000 and 100: a scene holds
+    # 1-3 objects, and each detection runs the mask head (val split: 45 s with 10, 55 s with 20)
     test_cfg=dict(rpn=dict(nms_pre=500, max_per_img=50), rcnn=dict(max_per_img=10)))
 
+# the shared data section: 128x128 scenes, batch 2, 48 held-out val images
 train_dataloader = {{_base_.shapes_coco.train_dataloader}}
 val_dataloader = {{_base_.shapes_coco.val_dataloader}}
 test_dataloader = val_dataloader
 val_evaluator = {{_base_.shapes_coco.evaluator}}
 test_evaluator = val_evaluator
 
+# iterations instead of epochs; one validation and one checkpoint, at the end
 train_cfg = dict(
     _delete_=True, type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+# short linear warm-up, then the recipe's step decay (x0.1), at three quarters (iteration 56)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=warmup_iters),
     dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
          milestones=[max_iters * 3 // 4], gamma=0.1),
 ]
+# fused AdamW instead of SGD, as in the Faster R-CNN demo (unfused: 0.67 s of a 2.65 s step)
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=2e-4, weight_decay=1e-4, fused=True))
+# log every 10 iterations; keep the final checkpoint only
 default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(by_epoch=False, interval=max_iters, max_keep_ckpts=1))

@@ -1,7 +1,6 @@
-# The generated shapes in COCO layout (tools/demo.py writes them under data/shapes_coco/):
-# the data section shared by the Faster R-CNN and Cascade Mask R-CNN demos, which take it with
-# `train_dataloader = {{_base_.shapes_coco.train_dataloader}}` and so on (see shapes_scene.py
-# for why it sits under one name). Boxes and polygon masks, 128x128 images, batch 2.
+# The generated shapes in COCO layout (data/shapes_coco/: boxes and polygon masks, 128x128): the
+# data section of both R-CNN demos, under one name as shapes_scene.py explains.
+# Measurements behind each setting: docs/demo.md
 _base_ = './shapes_scene.py'
 
 __data_root = 'data/shapes_coco/'
@@ -24,6 +23,7 @@ __test_pipeline = [
          meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
 ]
 shapes_coco = dict(
+    # batches of 2, as the recipe per GPU, loaded in the main process on a 2-core CPU
     train_dataloader=dict(
         batch_size=2, num_workers=0, persistent_workers=False,
         sampler=dict(type='InfiniteSampler', shuffle=True),
