@@ -90,10 +90,12 @@ def _draw(rng: random.Random, done: int, kinds: tuple[str, ...], processes: int)
 
 
 def _expected_status(plan: str, processes: int) -> set[int]:
-    """How a planned kill ends the run (the launcher's exit status with two processes)."""
+    """How a planned kill ends the run. With two processes the launcher exits with the status
+    of the rank that died first (128 + N for signal N), or is itself killed with the group."""
+    signum = signal.SIGXFSZ if plan.startswith('save:') else signal.SIGKILL
     if processes > 1:
-        return {-signal.SIGKILL} if plan.endswith(':group') else {1}
-    return {-signal.SIGXFSZ} if plan.startswith('save:') else {-signal.SIGKILL}
+        return {-signal.SIGKILL} if plan.endswith(':group') else {128 + signum}
+    return {-signum}
 
 
 def _chaos(tmp_path: Path, config: Path, ade20k: str, reference: Path, seed: int, trials: int,

@@ -8,6 +8,7 @@ They run on GPU machines too: in this process the CPU path is chosen by making
 import copy
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -51,6 +52,49 @@ def test_dist_scripts_print_their_usage_when_arguments_are_missing(script, usage
     run = subprocess.run(['bash', str(REPO / 'tools' / script), 'only_a_config.py'],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and 'usage: ' in run.stderr and usage in run.stderr
+
+
+def test_dist_train_reports_a_users_mistake_in_one_line_without_the_launchers_traceback(
+        tmp_path):
+    """Every worker stops with one line; the launcher adds one line naming the first failed
+    rank and its status, and exits with that status (torchrun alone printed a 40-line
+    traceback)."""
+    run = subprocess.run(
+        ['bash', str(REPO / 'tools' / 'dist_train.sh'), str(tmp_path / 'missing.py'), '2'],
+        capture_output=True, text=True, env=_cpu_only_env(), timeout=300, cwd=tmp_path)
+    assert run.returncode == 1, run.stderr[-3000:]
+    assert 'Traceback' not in run.stderr and 'ChildFailedError' not in run.stderr, run.stderr
+    assert run.stderr.count("train.py: error: config file ") == 2, run.stderr
+    assert re.fullmatch(r'dist_run: rank [01] ended first, with status 1; its output is above',
+                        run.stderr.strip().splitlines()[-1]), run.stderr
+
+
+@pytest.mark.parametrize('ending, status', [
+    ('sys.exit(75 if rank == 1 else 0)', 75),  # preempted and saved: requeue
+    ('sys.exit(74 if rank == 0 else 0)', 74),  # a save failed: do not requeue
+    ('os.kill(os.getpid(), signal.SIGKILL) if rank == 1 else time.sleep(30)', 128 + 9),
+    ('sys.exit(0)', 0),
+])
+def test_launcher_exits_with_the_status_of_the_first_failed_worker(tmp_path, ending, status):
+    """resnest_mm.apis.launch.torchrun (what tools/dist_run.sh runs) over real torchrun: the
+    status of the worker that failed first (128 + N for a signal), where torchrun says 1."""
+    script = tmp_path / 'worker.py'
+    script.write_text('import os, signal, sys, time\n'
+                      "rank = int(os.environ['RANK'])\n" + ending + '\n')
+    launcher = ('import sys; from resnest_mm.apis.launch import torchrun; '
+                'sys.exit(torchrun(sys.argv[1:]))')
+    env = dict(_cpu_only_env(), PYTHONPATH=str(REPO))
+    args = ['--nproc_per_node=2', f'--master_port={env["PORT"]}', str(script)]
+    run = subprocess.run([sys.executable, '-c', launcher, *args], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == status, run.stderr[-3000:]
+    assert 'Traceback' not in run.stderr, run.stderr
+    if status:
+        line = run.stderr.strip().splitlines()[-1]
+        assert line.startswith('dist_run: rank ') and f'status {status}' in line, line
+        plain = subprocess.run([sys.executable, '-m', 'torch.distributed.run', *args],
+                               capture_output=True, text=True, env=env, timeout=300)
+        assert plain.returncode == 1  # what torchrun alone says, whatever the workers said
 
 
 def test_replace_sync_bn_counts_and_replaces_nested_norms():
