@@ -65,7 +65,7 @@ def test_dist_train_reports_a_users_mistake_in_one_line_without_the_launchers_tr
     assert run.returncode == 1, run.stderr[-3000:]
     assert 'Traceback' not in run.stderr and 'ChildFailedError' not in run.stderr, run.stderr
     assert run.stderr.count("train.py: error: config file ") == 2, run.stderr
-    assert re.fullmatch(r'dist_run: rank [01] ended first, with status 1; its output is above',
+    assert re.fullmatch(r'dist_run: rank [01] stopped the run, with status 1; its output is above',
                         run.stderr.strip().splitlines()[-1]), run.stderr
 
 
@@ -77,7 +77,7 @@ def test_dist_train_reports_a_users_mistake_in_one_line_without_the_launchers_tr
 ])
 def test_launcher_exits_with_the_status_of_the_first_failed_worker(tmp_path, ending, status):
     """resnest_mm.apis.launch.torchrun (what tools/dist_run.sh runs) over real torchrun: the
-    status of the worker that failed first (128 + N for a signal), where torchrun says 1."""
+    status of the worker that stopped the run (128 + N for a signal), where torchrun says 1."""
     script = tmp_path / 'worker.py'
     script.write_text('import os, signal, sys, time\n'
                       "rank = int(os.environ['RANK'])\n" + ending + '\n')
@@ -95,6 +95,27 @@ def test_launcher_exits_with_the_status_of_the_first_failed_worker(tmp_path, end
         plain = subprocess.run([sys.executable, '-m', 'torch.distributed.run', *args],
                                capture_output=True, text=True, env=env, timeout=300)
         assert plain.returncode == 1  # what torchrun alone says, whatever the workers said
+
+
+@pytest.mark.parametrize('exitcodes, expected', [
+    ({0: 1, 1: -9}, 1),   # a peer killed (-9); rank 0 lost its connection (1) in the same second
+    ({0: 74, 1: -15}, 0),  # rank 0's save failed; torchrun stopped rank 1 with SIGTERM
+    ({0: 1, 1: 75}, 1),    # preempted and saved; a peer then saw the connection close
+    ({0: -25, 1: 1}, 0),   # the writer hit the file-size limit
+    ({0: 1, 1: 1}, 0),     # the same failure everywhere: the lowest rank
+])
+def test_the_rank_that_stopped_the_run_is_the_cause_not_a_consequence(exitcodes, expected):
+    """torch's own ``get_first_failure`` compares times recorded to the second, so a rank
+    that only lost its connection to a killed peer could be named (seen with torch 2.1)."""
+    from torch.distributed.elastic.multiprocessing.errors import ProcessFailure
+
+    from resnest_mm.apis.launch import root_failure
+
+    failures = {rank: ProcessFailure(local_rank=rank, pid=100 + rank, exitcode=code,
+                                     error_file='<N/A>') for rank, code in exitcodes.items()}
+    for failure in failures.values():
+        failure.timestamp = 1_700_000_000  # the same second
+    assert root_failure(failures)[0] == expected
 
 
 def test_replace_sync_bn_counts_and_replaces_nested_norms():

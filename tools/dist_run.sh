@@ -3,7 +3,7 @@
 #   tools/dist_run.sh NPROC TOOL [TOOL args]      (TOOL: a script in tools/, e.g. train.py)
 # tools/dist_train.sh and tools/dist_test.sh call it with --launcher pytorch.
 # Several nodes: NNODES, NODE_RANK, MASTER_ADDR and PORT (defaults 1, 0, 127.0.0.1, 29500).
-# Its exit status is that of the first process that failed (75: preempted and saved, 74: a save
+# Its exit status is that of the process that stopped the run (75: preempted and saved, 74: a save
 # failed; resnest_mm.apis.launch), not torchrun's 1.
 set -euo pipefail
 NPROC=$1
