@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
 import torch
 from torch import nn
 
 from resnest_mm.benchmark.weights import randomize_
 
-__all__ = ['max_abs_diff', 'official_stage_outputs', 'randomize_']
+__all__ = ['load_tool', 'max_abs_diff', 'official_stage_outputs', 'randomize_']
+
+TOOLS = Path(__file__).resolve().parents[1] / 'tools'
+
+
+def load_tool(name: str) -> ModuleType:
+    """``tools/<name>.py`` as a module, to call its ``main``/``parse_args`` in this process."""
+    spec = importlib.util.spec_from_file_location(f'tools_{name}', TOOLS / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def max_abs_diff(a, b) -> float:

@@ -3,7 +3,6 @@ the lean split-attention weighted sum it motivated."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import load_tool
 from mmdet.models import backbones as mmdet_backbones
 
 from resnest_mm import benchmark
@@ -23,10 +23,7 @@ TINY = dict(depth=14, batch=2, size=(32, 32), stem_channels=8, base_channels=4, 
 
 
 def load_cli():
-    spec = importlib.util.spec_from_file_location('benchmark_cli', ROOT / 'tools/benchmark.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('benchmark')
 
 
 def test_smoke_run_measures_three_models_and_writes_json_and_png(tmp_path):

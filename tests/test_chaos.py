@@ -32,7 +32,6 @@ from test_preemption import (
 )
 from tiny import DEEPLABV3
 
-from resnest_mm.datasets import make_ade20k
 from resnest_mm.engine import CHECKPOINT_NOT_WRITTEN_STATUS, PREEMPTED_EXIT_STATUS
 
 ITERS, SAVE_EVERY, VAL_EVERY = 8, 2, 4
@@ -44,12 +43,6 @@ def _options(root: str) -> dict:
         'train_cfg.val_interval': VAL_EVERY,
         'default_hooks.checkpoint.interval': SAVE_EVERY,
         'default_hooks.checkpoint.max_keep_ckpts': 2})
-
-
-@pytest.fixture(scope='module')
-def ade20k(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp('ade20k')
-    return str(make_ade20k(root, num_train=4, num_val=2, seed=0, height=64, width=64)) + '/'
 
 
 @pytest.fixture(scope='module')

@@ -3,7 +3,6 @@ the eager ones predict, through tools/test.py and tools/infer.py, compile once o
 sizes, and a machine that cannot compile stops with one line or (one part) runs eager."""
 
 import contextlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -13,7 +12,7 @@ import warnings
 import mmengine
 import pytest
 import torch
-from helpers import randomize_
+from helpers import load_tool, randomize_
 from tiny import (
     DEEPLABV3,
     FASTER_RCNN,
@@ -28,15 +27,7 @@ from resnest_mm.compat import has_inductor_freezing, inference_compile_settings
 from resnest_mm.datasets import make_coco
 from resnest_mm.deploy import cache_dir, check_compiler, compile_model, uncompile
 
-
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'tools_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-test_tool, infer_tool = _load_tool('test'), _load_tool('infer')
+test_tool, infer_tool = load_tool('test'), load_tool('infer')
 
 
 @pytest.fixture(autouse=True, scope='module')

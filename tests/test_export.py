@@ -8,9 +8,9 @@ import importlib.util
 
 import pytest
 import torch
-from helpers import max_abs_diff, randomize_
+from helpers import load_tool, max_abs_diff, randomize_
 from mmengine.registry import MODELS
-from tiny import FASTER_RCNN, REPO
+from tiny import FASTER_RCNN
 from torch import nn
 
 from resnest_mm import ResNeSt, compat
@@ -298,10 +298,7 @@ def test_build_from_config_loads_checkpoints_strictly(small_deeplab, tmp_path):
 
 
 def _export_tool():
-    spec = importlib.util.spec_from_file_location('export_onnx', REPO / 'tools' / 'export_onnx.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_tool('export_onnx')
 
 
 BACKBONE_CONFIG = (

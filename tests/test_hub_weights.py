@@ -9,7 +9,6 @@ that timm's ``model.safetensors`` files use.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -18,7 +17,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import torch
-from helpers import max_abs_diff, official_stage_outputs, randomize_
+from helpers import load_tool, max_abs_diff, official_stage_outputs, randomize_
 from safetensors.torch import save_file
 from tiny import DEEPLABV3, as_cli, tiny_segmentation_options
 
@@ -266,9 +265,7 @@ def test_train_tool_stops_at_set_up_when_hub_weights_cannot_be_fetched(hub_cache
     options = tiny_segmentation_options(data)
     del options['model.backbone.init_cfg']  # keep the config's Pretrained entry, name it here
     options['model.backbone.init_cfg.checkpoint'] = 'hf-hub:timm/resnest14d'
-    spec = importlib.util.spec_from_file_location('train_tool', REPO / 'tools' / 'train.py')
-    train_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_tool)
+    train_tool = load_tool('train')
     with pytest.raises(SystemExit) as stop:
         train_tool.main([str(DEEPLABV3), '--work-dir', str(tmp_path / 'w'), *as_cli(options)])
     message = stop.value.code

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import max_abs_diff, randomize_
+from helpers import load_tool, max_abs_diff, randomize_
 
 from resnest_mm import ResNeSt
 from resnest_mm import pretrained as ckpt
@@ -30,10 +30,7 @@ NARROW = dict(stem_channels=32, base_channels=16)
 
 
 def _setup_env():
-    spec = importlib.util.spec_from_file_location('setup_env', REPO / 'tools' / 'setup_env.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('setup_env')
 
 
 @pytest.fixture(scope='module')

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import randomize_
+from helpers import load_tool, randomize_
 from mmcv import ops
 from mmdet.models import backbones as mmdet_backbones
-from tiny import DEEPLABV3, FASTER_RCNN, REPO, tiny_detection_options, tiny_segmentation_options
+from tiny import DEEPLABV3, FASTER_RCNN, tiny_detection_options, tiny_segmentation_options
 
 from resnest_mm import ResNeSt, compat, precision
 from resnest_mm.apis import (
@@ -177,11 +177,8 @@ def test_channels_last_and_amp_reach_the_config_and_the_cli(tmp_path):
     assert test_cfg.test_cfg.fp16 is True
     assert {h['type'] for h in test_cfg.custom_hooks} >= {
         'resnest_mm.CPUAmpHook', 'resnest_mm.ChannelsLastHook'}
-    import importlib.util
     for tool in ('train', 'test'):
-        spec = importlib.util.spec_from_file_location(f'tool_{tool}', REPO / 'tools' / f'{tool}.py')
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = load_tool(tool)
         argv = [str(FASTER_RCNN)] + ([str(checkpoint)] if tool == 'test' else [])
         args = module.parse_args([*argv, '--amp', '--channels-last'])
         assert args.amp and args.channels_last

@@ -36,7 +36,7 @@ from tiny import (
 from resnest_mm import ResNeSt
 from resnest_mm.apis import build_train_config
 from resnest_mm.compat import cpu_fused_optimizers
-from resnest_mm.datasets import make_ade20k, make_coco
+from resnest_mm.datasets import make_coco
 from resnest_mm.engine import PREEMPTED_EXIT_STATUS, BrokenCheckpointError, atomic_write
 from resnest_mm.engine.atomic import temporary_path
 
@@ -162,12 +162,6 @@ def _assert_same_run(resumed: Path, reference: Path, last: str = f'iter_{ITERS}.
 
 def _ok(run: subprocess.CompletedProcess, status: int = 0) -> None:
     assert run.returncode == status, (run.returncode, run.stderr[-3000:])
-
-
-@pytest.fixture(scope='module')
-def ade20k(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp('ade20k')
-    return str(make_ade20k(root, num_train=4, num_val=2, seed=0, height=64, width=64)) + '/'
 
 
 @pytest.fixture(scope='module')

@@ -7,7 +7,6 @@ replaced by one that fails, or that copies a local file).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import subprocess
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import randomize_
+from helpers import load_tool, randomize_
 from mmengine.logging import MessageHub, MMLogger
 from mmengine.runner.checkpoint import get_external_models, save_checkpoint
 
@@ -556,10 +555,7 @@ def test_convert_cli(tmp_path):
     assert_same_weights(model, source.state_dict())
 
     # A bad input ends the tool with a one-line message, not a traceback (in-process: faster).
-    spec = importlib.util.spec_from_file_location('convert_weights',
-                                                  REPO / 'tools' / 'convert_weights.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('convert_weights')
     src.write_bytes(b'not a checkpoint')
     with pytest.raises(SystemExit) as info:
         tool.main([str(src), str(tmp_path / 'again.pth'), '--quiet'])
@@ -573,11 +569,7 @@ def test_convert_rejects_unknown_target(tmp_path):
 
 
 def _convert_tool():
-    spec = importlib.util.spec_from_file_location('convert_weights',
-                                                  REPO / 'tools' / 'convert_weights.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_tool('convert_weights')
 
 
 @pytest.mark.parametrize('name', ['resnest50', 'open-mmlab://resnest50'])

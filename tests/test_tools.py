@@ -2,7 +2,6 @@
 files --out and --show-dir write."""
 
 import copy
-import importlib.util
 import shutil
 
 import mmcv
@@ -10,12 +9,12 @@ import mmengine
 import numpy as np
 import pytest
 import torch
+from helpers import load_tool
 from mmengine.hooks import Hook
 from mmengine.optim import build_optim_wrapper
 from tiny import (
     DEEPLABV3,
     FASTER_RCNN,
-    REPO,
     as_cli,
     tiny_detection_options,
     tiny_segmentation_options,
@@ -35,23 +34,9 @@ from resnest_mm.apis import (
     run_train,
 )
 from resnest_mm.compat import cpu_fused_optimizers
-from resnest_mm.datasets import make_ade20k, make_coco
+from resnest_mm.datasets import make_coco
 
-
-def _load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(f'tools_{name}', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool, test_tool = _load_tool('train'), _load_tool('test')
-
-
-@pytest.fixture(scope='module')
-def ade20k_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('ade20k')
-    return str(make_ade20k(root, num_train=4, num_val=2, seed=0, height=64, width=64)) + '/'
+train_tool, test_tool = load_tool('train'), load_tool('test')
 
 
 def _tool_error(tool, argv: list[str]) -> str:
@@ -157,8 +142,8 @@ def test_train_then_test_a_detector(tmp_path):
     assert {'coco/bbox_mAP', 'coco/bbox_mAP_50'} <= set(metrics)
 
 
-def test_resume_continues_from_the_saved_iteration_and_optimizer(tmp_path, ade20k_root):
-    options = tiny_segmentation_options(ade20k_root, max_iters=2)
+def test_resume_continues_from_the_saved_iteration_and_optimizer(tmp_path, ade20k):
+    options = tiny_segmentation_options(ade20k, max_iters=2)
     first = run_train(build_train_config(DEEPLABV3, work_dir=str(tmp_path / 'a'),
                                      cfg_options=options))
     assert first.iter == 2
@@ -243,8 +228,8 @@ def test_detector_test_writes_the_pkl_and_the_pictures(tmp_path):
         assert mmcv.imread(str(picture)).shape == (64, 96, 3)
 
 
-def test_segmentor_test_writes_label_pngs_and_pictures(tmp_path, ade20k_root):
-    options = tiny_segmentation_options(ade20k_root)
+def test_segmentor_test_writes_label_pngs_and_pictures(tmp_path, ade20k):
+    options = tiny_segmentation_options(ade20k)
     checkpoint = _random_checkpoint(load_config(DEEPLABV3, options), tmp_path / 'seg.pth')
     labels, pictures = tmp_path / 'labels', tmp_path / 'pictures'
     test_tool.main([str(DEEPLABV3), checkpoint, '--work-dir', str(tmp_path / 'w'),

@@ -6,7 +6,6 @@ These run on whichever torch the suite runs on; `make test-compat` runs them on 
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import os
 import pickle
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import load_tool
 from mmengine.logging import HistoryBuffer
 from tiny import (
     BACKBONE,
@@ -265,10 +265,7 @@ def test_cpu_fused_optimizers_matches_the_torch_version():
 
 
 def _setup_env():
-    spec = importlib.util.spec_from_file_location('setup_env', REPO / 'tools' / 'setup_env.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('setup_env')
 
 
 @pytest.mark.parametrize('version, message', [

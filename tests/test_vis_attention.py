@@ -6,7 +6,7 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from helpers import randomize_
+from helpers import load_tool, randomize_
 
 from resnest_mm import ResNeSt
 from resnest_mm.visualization import collect_stage_activations, draw_attention, to_input_tensor
@@ -46,13 +46,7 @@ def test_draws_one_png_with_two_panels_per_stage(tmp_path):
 
 
 def test_tool_reads_image_and_config(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        'vis_attention', Path(__file__).parents[1] / 'tools' / 'vis_attention.py')
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_tool('vis_attention')
     image = tmp_path / 'in.png'
     mmcv.imwrite(random_image(80, 120), str(image))
     config = tmp_path / 'cfg.py'

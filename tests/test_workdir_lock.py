@@ -116,12 +116,6 @@ def test_allow_shared_work_dir_runs_beside_a_holder(tmp_path):
 
 
 @pytest.fixture(scope='module')
-def ade20k(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp('ade20k')
-    return str(make_ade20k(root, num_train=4, num_val=2, seed=0, height=64, width=64)) + '/'
-
-
-@pytest.fixture(scope='module')
 def seg_config(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp('config')
     return _config(folder, DEEPLABV3, pretrained=write_pretrained(folder / 'pretrained.pth'))
